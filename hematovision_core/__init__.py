@@ -1,0 +1,6 @@
+"""HematoVision engine: data, preprocessing, model, training, evaluation and explanations.
+
+Never imports streamlit: the dashboard in `Home.py` and `pages/` is a thin layer over this package.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Shared fixtures: where the real data lives, and a tiny random-weight model folder.
+
+Tests never train a real model. Tests that read ../shared/data or the shipped models say so in
+their names (`real_data`, `shipped_model`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("HEMATOVISION_SHARED", REPO_ROOT.parent / "shared"))
+SHARED_DATA = SHARED / "data"
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+# Keras reads KERAS_HOME once, at import: point it at a folder holding the offline weights
+# (as a symlink to ../shared/weights) before any test imports keras.
+if "KERAS_HOME" not in os.environ and (SHARED / "weights" / WEIGHTS_FILE).exists():
+    _home = REPO_ROOT / "var" / "keras_home"
+    (_home / "models").mkdir(parents=True, exist_ok=True)
+    _link = _home / "models" / WEIGHTS_FILE
+    if not _link.exists():
+        _link.symlink_to((SHARED / "weights" / WEIGHTS_FILE).resolve())
+    os.environ["KERAS_HOME"] = str(_home)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_CLASSES = ["eosinophil", "lymphocyte", "neutrophil"]
+TINY_INPUT_SIZE = 96
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "pbc").is_dir():
+        pytest.skip("../shared/data is not here")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(tmp_path_factory) -> Path:
+    """A 3-class MobileNetV2 with random weights at 96x96, saved as a model folder."""
+    import keras
+
+    from hematovision_core.model import build_classifier
+    from hematovision_core.model_io import write_model_folder
+
+    keras.utils.set_random_seed(0)
+    model = build_classifier(len(TINY_CLASSES), weights=None, input_size=TINY_INPUT_SIZE)
+    folder = tmp_path_factory.mktemp("models") / "tiny-3class"
+    write_model_folder(model, folder, {
+        "name": "tiny-3class",
+        "classes": TINY_CLASSES,
+        "display_names": [c.title() for c in TINY_CLASSES],
+        "input_size": TINY_INPUT_SIZE,
+        "preprocessing": "RGB, EXIF orientation, bilinear resize to input_size, x / 127.5 - 1",
+        "temperature": 1.0,
+        "model_sha256": "",
+        "metrics": {},
+    })
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_model_folder):
+    from hematovision_core.predict import Classifier
+
+    return Classifier.load(tiny_model_folder)
