@@ -17,7 +17,7 @@ MODEL_COLOUR = "#ff7f0e"
 def confusion_heatmap(matrix: np.ndarray, labels: Sequence[str],
                       title: str = "Which cells you mistake for which") -> go.Figure:
     """Counts heatmap: rows the true cell, columns the answer given."""
-    matrix = np.asarray(matrix)
+    matrix = np.asarray(matrix).tolist()  # plain lists: readable in the figure's JSON
     labels = list(labels)
     figure = go.Figure(go.Heatmap(
         z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix, texttemplate="%{text}",

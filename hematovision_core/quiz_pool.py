@@ -95,6 +95,15 @@ def folder_pool(root: str | Path, data_dir: str | Path, classes: Sequence[str]) 
     return sorted(pool, key=lambda c: c.image_id)
 
 
+def image_path(data_dir: str | Path, image_id: str) -> Path | None:
+    """The file of a stored image id, or None if it is not a file inside the data folder."""
+    relative = Path(image_id)
+    if relative.is_absolute() or ".." in relative.parts:  # ids come from the database: stay inside
+        return None
+    path = Path(data_dir) / relative
+    return path if path.is_file() else None
+
+
 def stratified_sample(pool: Sequence[Candidate], per_class: int, seed: int = 0) -> list[Candidate]:
     """At most `per_class` candidates of each class, the same ones every time."""
     by_class: dict[str, list[Candidate]] = defaultdict(list)

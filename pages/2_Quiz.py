@@ -1,0 +1,276 @@
+"""Morphology quiz: name the cell, then see the truth, the model's answer and where it looked."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import streamlit as st
+
+from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
+from hematovision_core import quiz, quiz_charts, storage
+from hematovision_core.morphology import card_for, contrast
+from hematovision_core.preprocessing import ImageError
+from hematovision_core.quiz_pool import (Candidate, dataset_name, manifest_path, manifest_pool,
+                                         model_view, predict_candidates, predicted_pool)
+
+st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/quiz:", layout="wide")
+st.title(":material/quiz: Morphology quiz")
+disclaimer()
+
+settings = get_settings()
+classifier = model_sidebar(settings)
+names = dict(zip(classifier.classes, classifier.display_names))
+if "session_id" not in st.session_state:
+    st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
+
+
+def load_pool() -> list[Candidate]:
+    """The images this model never trained on, or stop the page saying why there are none."""
+    pool = manifest_pool(classifier.folder, classifier.metadata, settings.data_dir)
+    if pool:
+        return pool
+    if manifest_path(classifier.folder, classifier.metadata) is None:
+        st.warning(f"The model `{classifier.name}` has no split manifest (split.csv), so the quiz "
+                   "cannot tell which images it never trained on. Retrain it with "
+                   "`python -m hematovision_core.train`, which writes one.")
+    else:
+        data_missing_message(settings, dataset_name(classifier.metadata))
+    st.stop()
+
+
+def setup_ui() -> dict:
+    """The quiz settings form; returns the raw widget values."""
+    st.markdown("Name the white cell in each image. Your answers are kept under your nickname "
+                "for your instructor; other students never see them.")
+    left, right = st.columns(2)
+    values = {
+        "nickname": left.text_input("Nickname", key="nickname", max_chars=30,
+                                    placeholder="any name, no personal data"),
+        "code": left.text_input("Quiz code (optional)", key="quiz_code",
+                                help="Type the code your instructor gave you to get the same "
+                                     "questions as the rest of the class; leave empty for a new one."),
+        "mode": right.radio("Mode", quiz.MODES, key="mode", format_func=quiz.MODE_LABELS.get,
+                            horizontal=True),
+        "difficulty": right.selectbox("Difficulty", quiz.DIFFICULTIES, key="difficulty",
+                                      format_func=quiz.DIFFICULTY_LABELS.get),
+    }
+    values["length"] = right.number_input(
+        "Questions", min_value=5, max_value=100, value=quiz.EXAM_LENGTH, step=5, key="length",
+        disabled=values["mode"] == "practice", help="Practice goes on until you press Finish.")
+    return values
+
+
+def start_quiz(values: dict, pool: list[Candidate]) -> dict:
+    """Check the form, choose the questions and return the new quiz state (ValueError if unusable)."""
+    nickname = quiz.normalize_nickname(values["nickname"])
+    code = quiz.normalize_code(values["code"]) if values["code"].strip() else quiz.new_code()
+    length = quiz.PRACTICE_LENGTH if values["mode"] == "practice" else int(values["length"])
+    spec = quiz.QuizSpec(code, classifier.name, values["mode"], values["difficulty"], length)
+    if spec.difficulty in quiz.NEEDS_PREDICTIONS:
+        bar = st.progress(0.0, text="The model looks at the quiz images once (cached afterwards)...")
+        pool = predicted_pool(classifier, pool, settings.cache_dir,
+                              progress=lambda done, total: bar.progress(done / total))
+        bar.empty()
+    questions = quiz.plan_questions(pool, spec, classifier.classes)
+    if not questions:
+        raise ValueError("No images match this difficulty for this model; try another one.")
+    return {"spec": spec, "nickname": nickname, "questions": questions, "answers": [],
+            "views": {}, "shown_at": None, "hint": False, "feedback": None, "finished": False,
+            "save_error": None}
+
+
+def record_answer(state: dict, given: str, pool: list[Candidate]) -> None:
+    """Judge and store an answer, prepare the feedback and the next question."""
+    spec, index = state["spec"], len(state["answers"])
+    question = state["questions"][index]
+    seconds = time.monotonic() - (state["shown_at"] or time.monotonic())
+    candidate = Candidate(question.image_id, question.path, question.truth)
+    view = None
+    if spec.mode != "exam":  # feedback now: the model's answer and where it looked
+        view = model_view(classifier, candidate)
+    elif question.model_answer is None:
+        candidate = predict_candidates(classifier, [candidate])[0]
+    judged = view.candidate if view else candidate
+    if question.model_answer is None:
+        question = quiz.Question(question.number, question.image_id, question.path, question.truth,
+                                 judged.predicted, judged.confidence)
+        state["questions"][index] = question
+    answer = quiz.make_answer(spec, st.session_state.session_id, state["nickname"], question,
+                              given, seconds, state["hint"])
+    state["answers"].append(answer)
+    try:
+        storage.save_answer(settings.db_path, answer)
+    except storage.StorageError as error:
+        state["save_error"] = str(error)
+    if view is not None:
+        state["views"][question.image_id] = view.overlay
+        state["feedback"] = answer
+    if spec.difficulty == "adaptive":
+        following = quiz.next_adaptive_question(pool, spec, classifier.classes, state["answers"])
+        if following:
+            state["questions"].append(following)
+    state["hint"], state["shown_at"] = False, None
+    if len(state["answers"]) >= len(state["questions"]) and state["feedback"] is None:
+        state["finished"] = True
+
+
+def question_for(state: dict, answer: quiz.Answer) -> quiz.Question:
+    """The question an answer was given to."""
+    return next(q for q in state["questions"] if q.image_id == answer.image_id)
+
+
+def scoreboard_ui(state: dict) -> None:
+    """Score, streak and time; in versus mode, the Human vs Model tally."""
+    result = quiz.score(state["answers"])
+    columns = st.columns(5 if state["spec"].mode == "versus" else 4)
+    columns[0].metric("Score", f"{result.points} / {result.max_points}")
+    columns[1].metric("Right", f"{result.correct} / {result.answered}")
+    columns[2].metric("Streak", result.streak, help=f"Best streak: {result.best_streak}")
+    columns[3].metric("Time per question", f"{result.mean_seconds:.1f} s")
+    if state["spec"].mode == "versus":
+        columns[4].metric("You vs Model", f"{result.correct} : {result.model_correct}")
+
+
+def question_ui(state: dict, pool: list[Candidate]) -> None:
+    """The image, one button per class, the hint."""
+    spec, index = state["spec"], len(state["answers"])
+    question = state["questions"][index]
+    if state["shown_at"] is None:
+        state["shown_at"] = time.monotonic()
+    total = "" if spec.mode == "practice" else f" of {spec.length}"
+    st.subheader(f"Question {question.number}{total}")
+    picture, buttons = st.columns([1, 1])
+    picture.image(str(question.path), width=360)
+    buttons.markdown("**Which cell is this?**")
+    for label in classifier.classes:
+        if buttons.button(names[label], key=f"answer_{label}", width="stretch"):
+            try:
+                record_answer(state, label, pool)
+            except ImageError as error:
+                st.error(f"This image cannot be read ({error}); it was skipped.")
+                state["questions"].pop(index)
+                state["shown_at"] = None
+                if spec.difficulty == "adaptive":
+                    following = quiz.next_adaptive_question(pool, spec, classifier.classes,
+                                                            state["answers"])
+                    state["questions"] += [following] if following else []
+                return
+            st.rerun()
+    card = card_for(question.truth)
+    if card:
+        if state["hint"]:
+            buttons.info("Hint: " + "; ".join(card.key_features))
+        elif buttons.button(f"Hint (costs {quiz.HINT_COST} points)", key="hint", type="tertiary"):
+            state["hint"] = True
+            st.rerun()
+
+
+def feedback_ui(state: dict) -> None:
+    """Right or wrong, the truth, the model's answer and Grad-CAM, and the contrast line."""
+    answer = state["feedback"]
+    if answer.correct:
+        st.success(f"Right: this is a **{names[answer.truth]}**.")
+    else:
+        st.error(f"Not quite: you said **{names[answer.answer]}**, it is a **{names[answer.truth]}**.")
+        st.markdown(f":material/lightbulb: {contrast(answer.answer, answer.truth)}")
+    model_verdict = "right" if answer.model_correct else "wrong"
+    st.markdown(f"The model says **{names[answer.model_answer]}** "
+                f"({answer.model_confidence:.0%} confident): {model_verdict}.")
+    left, right = st.columns(2)
+    left.image(str(question_for(state, answer).path), caption="The image", width=320)
+    right.image(state["views"][answer.image_id], caption="Where the model looked (Grad-CAM)",
+                width=320)
+    last = len(state["answers"]) >= len(state["questions"])
+    if st.button("See the results" if last else "Next question", key="next", type="primary"):
+        state["feedback"] = None
+        state["finished"] = last
+        st.rerun()
+
+
+def progress_ui(state: dict) -> None:
+    """Accuracy per cell type and the student's own confusion matrix."""
+    answers = state["answers"]
+    if not answers:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(quiz_charts.class_accuracy_bars(quiz.class_accuracy(answers,
+                                                                           classifier.classes)),
+                      key="class_accuracy")
+    right.plotly_chart(quiz_charts.confusion_heatmap(
+        quiz.confusion_matrix(answers, classifier.classes), classifier.display_names),
+        key="confusion")
+
+
+def review_ui(state: dict) -> None:
+    """Every wrong answer with its image, the truth and the contrast line."""
+    wrong = [a for a in state["answers"] if not a.correct]
+    st.subheader(f"Review: {len(wrong)} wrong answer(s)")
+    if not wrong:
+        st.success("No mistakes. Well done!")
+    for answer in wrong:
+        question = question_for(state, answer)
+        with st.container(border=True):
+            left, right = st.columns([1, 3])
+            left.image(str(question.path), width=160)
+            right.markdown(f"**Question {answer.question_number}**: you said "
+                           f"**{names[answer.answer]}**, it is a **{names[answer.truth]}** "
+                           f"(the model said {names.get(answer.model_answer, '?')}).")
+            right.caption(contrast(answer.answer, answer.truth))
+
+
+pool = load_pool()
+state = st.session_state.get("quiz")
+if state and state["spec"].model_name != classifier.name:
+    st.info("You switched models, so the quiz started over.")
+    state = st.session_state.quiz = None
+
+if state is None:
+    values = setup_ui()
+    st.caption(f"{len(pool)} images the model never trained on (its validation and test split).")
+    if st.button("Start the quiz", key="start", type="primary"):
+        try:
+            st.session_state.quiz = start_quiz(values, pool)
+        except ValueError as error:
+            st.error(str(error))
+        else:
+            st.rerun()
+    st.stop()
+
+spec = state["spec"]
+if state["feedback"] is None and len(state["answers"]) >= len(state["questions"]):
+    state["finished"] = True  # e.g. the pool ran out
+st.markdown(f"**{state['nickname']}** · {quiz.MODE_LABELS[spec.mode]} · "
+            f"{quiz.DIFFICULTY_LABELS[spec.difficulty]} · quiz code **`{spec.code}`** "
+            "(share it: the same code gives the same questions)")
+if state["save_error"]:
+    st.warning(f"{state['save_error']} Your quiz goes on, but this answer is not kept.")
+    state["save_error"] = None
+if spec.mode != "exam" or state["finished"]:
+    scoreboard_ui(state)
+
+if state["finished"]:
+    st.subheader("Results")
+    progress_ui(state)
+    if spec.mode == "versus":
+        st.plotly_chart(quiz_charts.human_vs_model_bars(quiz.human_vs_model(state["answers"])),
+                        key="versus")
+    review_ui(state)
+elif state["feedback"] is not None:
+    feedback_ui(state)
+    progress_ui(state)
+else:
+    question_ui(state, pool)
+    if spec.mode == "exam":
+        st.progress(len(state["answers"]) / spec.length,
+                    text=f"{len(state['answers'])} of {spec.length} answered; feedback at the end")
+    else:
+        progress_ui(state)
+
+if not state["finished"] and state["answers"]:
+    if st.button("Finish now", key="finish"):
+        state["feedback"], state["finished"] = None, True
+        st.rerun()
+if st.button("New quiz", key="new_quiz"):
+    st.session_state.quiz = None
+    st.rerun()

@@ -1,0 +1,122 @@
+"""Instructor view: a lecture hall's quiz results per quiz code, behind a password."""
+
+from __future__ import annotations
+
+import hmac
+
+import streamlit as st
+
+from app_support import disclaimer, get_settings
+from hematovision_core import quiz, quiz_charts, storage
+from hematovision_core.quiz_pool import image_path
+
+st.set_page_config(page_title="Instructor · HematoVision", page_icon=":material/school:",
+                   layout="wide")
+st.title(":material/school: Instructor view")
+disclaimer()
+settings = get_settings()
+
+
+def configured_password() -> str | None:
+    """`instructor_password` from st.secrets, else HEMATOVISION_INSTRUCTOR_PASSWORD, else None."""
+    try:
+        secret = st.secrets.get("instructor_password")
+    except (FileNotFoundError, st.errors.StreamlitAPIException):  # no (or a broken) secrets file
+        secret = None
+    return str(secret) if secret else settings.instructor_password
+
+
+def password_ui(expected: str) -> bool:
+    """Ask for the password; True once the right one is typed."""
+    typed = st.text_input("Instructor password", type="password", key="instructor_password")
+    if not typed:
+        st.caption("Students never see this page's results; only the instructor password opens it.")
+        return False
+    if not hmac.compare_digest(typed.encode(), expected.encode()):
+        st.error("Wrong password.")
+        return False
+    return True
+
+
+def code_ui(summaries: list[storage.QuizCodeSummary]) -> str:
+    """Pick a quiz code (most recent first)."""
+    by_code = {s.quiz_code: s for s in summaries}
+    return st.selectbox(
+        "Quiz code", list(by_code), key="instructor_code",
+        format_func=lambda code: f"{code} · {by_code[code].students} student(s), "
+                                 f"{by_code[code].answers} answers, last {by_code[code].last_answer}")
+
+
+def hardest_images_ui(answers: list[quiz.Answer]) -> None:
+    """The images the class got wrong most often, as thumbnails."""
+    hardest = quiz.hardest_images(answers, top=8)
+    hardest = hardest[hardest["accuracy"] < 1]
+    if hardest.empty:
+        st.caption("Every image was answered right by everyone.")
+        return
+    columns = st.columns(4)
+    for position, row in enumerate(hardest.itertuples()):
+        column = columns[position % 4]
+        path = image_path(settings.data_dir, row.image_id)
+        if path is not None:
+            column.image(str(path), width=150)
+        else:
+            column.caption(f"(image not on this machine: {row.image_id})")
+        mistake = quiz.display_name(row.common_mistake) if row.common_mistake else "-"
+        column.caption(f"**{quiz.display_name(row.truth)}**: {row.accuracy:.0%} right of "
+                       f"{row.attempts}; often called {mistake}; model: "
+                       f"{quiz.display_name(row.model_answer) if row.model_answer else '?'}")
+
+
+password = configured_password()
+if not password:
+    st.info("The instructor view is off because no password is configured. Turn it on by setting "
+            "the environment variable `HEMATOVISION_INSTRUCTOR_PASSWORD` before `streamlit run`, "
+            "or by adding `instructor_password = \"...\"` to `.streamlit/secrets.toml`.")
+    st.stop()
+if not password_ui(password):
+    st.stop()
+
+try:
+    summaries = storage.quiz_codes(settings.db_path)
+except storage.StorageError as error:
+    st.error(str(error))
+    st.stop()
+if not summaries:
+    st.info("No answers yet. Give students a quiz code: they type it on the Quiz page.")
+    st.stop()
+
+code = code_ui(summaries)
+answers = storage.load_answers(settings.db_path, quiz_code=code)
+students = quiz.student_results(answers)
+versus = quiz.human_vs_model(answers)
+classes = quiz.answer_classes(answers)
+
+columns = st.columns(4)
+columns[0].metric("Students", len(students))
+columns[1].metric("Answers", len(answers))
+columns[2].metric("Class accuracy", f"{quiz.score(answers).accuracy:.0%}")
+columns[3].metric("Model accuracy (same images)",
+                  f"{versus.model_correct / versus.answered:.0%}" if versus.answered else "-")
+
+left, right = st.columns(2)
+left.plotly_chart(quiz_charts.score_histogram(students["accuracy"]), key="score_histogram")
+right.plotly_chart(quiz_charts.human_vs_model_bars(versus, title="Class vs Model"),
+                   key="human_vs_model")
+left, right = st.columns(2)
+left.plotly_chart(quiz_charts.class_accuracy_bars(quiz.class_accuracy(answers, classes),
+                                                  who="Class"), key="class_accuracy")
+right.plotly_chart(quiz_charts.confusion_heatmap(
+    quiz.confusion_matrix(answers, classes), [quiz.display_name(c) for c in classes],
+    title="What the class mistakes for what"), key="class_confusion")
+
+st.subheader("Most confused pairs")
+st.dataframe(quiz.confused_pairs(answers, top=8), hide_index=True, key="confused_pairs")
+st.subheader("Hardest images")
+hardest_images_ui(answers)
+st.subheader("Students")
+st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
+             column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                            "model_accuracy": st.column_config.NumberColumn(format="percent")})
+st.download_button("Download all answers (CSV)", quiz.answers_frame(answers).to_csv(index=False),
+                   file_name=f"quiz-{code}.csv", mime="text/csv", key="export_csv")

@@ -1,0 +1,120 @@
+"""The Quiz page under AppTest: a practice round and an exam on a tiny model and a few images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from hematovision_core import storage
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PAGE = REPO_ROOT / "pages" / "2_Quiz.py"
+TIMEOUT = 120
+
+
+@pytest.fixture
+def quiz_env(tmp_path, tiny_model_folder, monkeypatch):
+    """A models folder holding the tiny model with a split manifest, its images, a fresh database."""
+    models = tmp_path / "models"
+    model = models / tiny_model_folder.name
+    shutil.copytree(tiny_model_folder, model)
+    metadata = json.loads((model / "model.json").read_text())
+    classes = metadata["classes"]
+    rows = ["path,label,split,sha1"]
+    for i, label in enumerate(classes):
+        for j, split in enumerate(["train", "val", "test", "test"]):
+            relative = f"{label}/{split}-{j}.png"
+            target = tmp_path / "data" / "pbc" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 64), (60 * i, 40 + 50 * j, 150)).save(target)
+            rows.append(f"{relative},{label},{split},x")
+    (model / "split.csv").write_text("\n".join(rows) + "\n")
+    metadata["data"] = {"dataset": "pbc", "split_manifest": "split.csv"}
+    (model / "model.json").write_text(json.dumps(metadata))
+    db = tmp_path / "var" / "quiz.sqlite3"
+    for name, value in {"HEMATOVISION_MODELS": models, "HEMATOVISION_DATA": tmp_path / "data",
+                        "HEMATOVISION_VAR": tmp_path / "var", "HEMATOVISION_DB": db}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+    return {"db": db, "classes": classes}
+
+
+def start(mode: str, code: str, length: int | None = None) -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    at.text_input(key="nickname").input("ana")
+    at.text_input(key="quiz_code").input(code)
+    at.radio(key="mode").set_value(mode).run()  # the length field is enabled for exams only
+    if length:
+        at.number_input(key="length").set_value(length)
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def current_question(at: AppTest):
+    state = at.session_state["quiz"]
+    return state["questions"][len(state["answers"])]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def confusion_counts(at: AppTest) -> list[list[int]]:
+    chart = next(c for c in at.get("plotly_chart") if "Which cells you mistake" in c.proto.spec)
+    return json.loads(chart.proto.spec)["data"][0]["z"]
+
+
+def test_practice_round_right_and_wrong_updates_score_and_confusion_matrix(quiz_env):
+    classes = quiz_env["classes"]
+    at = start("practice", "lab-1")
+    assert any("LAB-1" in m.value for m in at.markdown)  # the code is shown, normalised
+
+    truth = current_question(at).truth
+    at.button(key=f"answer_{truth}").click().run()
+    assert not at.exception, at.exception
+    assert at.success and "Right" in at.success[0].value
+    assert any("The model says" in m.value for m in at.markdown)
+    assert metric(at, "Score") == "10 / 10"
+    assert sum(map(sum, confusion_counts(at))) == 1
+
+    at.button(key="next").click().run()
+    truth = current_question(at).truth
+    wrong = next(c for c in classes if c != truth)
+    at.button(key=f"answer_{wrong}").click().run()
+    assert not at.exception, at.exception
+    assert at.error and "Not quite" in at.error[0].value
+    assert metric(at, "Score") == "10 / 20"
+    assert metric(at, "Right") == "1 / 2"
+    assert metric(at, "Streak") == "0"
+    counts = confusion_counts(at)
+    assert counts[classes.index(truth)][classes.index(wrong)] == 1
+
+    at.button(key="finish").click().run()
+    assert any("Review: 1 wrong answer" in h.value for h in at.subheader)
+    stored = storage.load_answers(quiz_env["db"], quiz_code="LAB-1")
+    assert [a.correct for a in stored] == [True, False]
+    assert stored[1].answer == wrong and stored[0].nickname == "ana"
+    assert all(a.model_answer in classes for a in stored)
+
+
+def test_exam_ends_with_a_review(quiz_env):
+    classes = quiz_env["classes"]
+    at = start("exam", "EXAM-7", length=5)
+    questions = at.session_state["quiz"]["questions"]
+    assert len(questions) == 5 and len({q.image_id for q in questions}) == 5
+    for number in range(5):
+        assert not at.success and not at.error  # no feedback until the end
+        at.button(key=f"answer_{classes[0]}").click().run()
+        assert not at.exception, at.exception
+    wrong = sum(q.truth != classes[0] for q in questions)
+    assert any(f"Review: {wrong} wrong answer" in h.value for h in at.subheader)
+    assert metric(at, "Right") == f"{5 - wrong} / 5"
+    assert len(storage.load_answers(quiz_env["db"], quiz_code="EXAM-7")) == 5
