@@ -1,0 +1,148 @@
+"""Evaluate a trained model on any folder of labelled images, also one it has never seen.
+
+    python -m hematovision_core.evaluate --model models/NAME --data DIR [--split test] [--json OUT]
+
+`--split` picks a split folder (`DIR/TEST/...`) or, for the model's own data folder, that split of
+the model's manifest (split.csv). Without it every image in DIR is evaluated. Images of a class the
+model does not know are counted and reported (with what the model called them), never dropped
+silently; metrics are computed over the known classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from hematovision_core import data as datasets
+from hematovision_core.metrics import summarize
+
+log = logging.getLogger("hematovision.evaluate")
+
+
+def select_records(model_folder: Path, data_dir: Path, split: str | None):
+    """The images to evaluate, with a description of where they came from."""
+    dataset = datasets.discover(data_dir)
+    if split is None:
+        return list(dataset.records), "all images"
+    wanted = datasets.normalize_split(split) or split.lower()
+    if dataset.has_split_folders:
+        records = [r for r in dataset.records if r.split == wanted]
+        if not records:
+            raise ValueError(f"{data_dir} has no '{split}' split folder with images.")
+        return records, f"split folder '{split}'"
+    manifest = model_folder / datasets.MANIFEST_NAME
+    if not manifest.exists():
+        raise ValueError(f"{data_dir} has no split folders and {model_folder} has no split.csv.")
+    on_disk = {r.path for r in dataset.records}
+    records = [r for r in datasets.read_manifest(manifest, dataset.root)
+               if r.split == wanted and r.path in on_disk]
+    if not records:
+        raise ValueError(f"No image of {data_dir} is in the '{split}' split of {manifest}: "
+                         "is this the folder the model was trained on?")
+    return records, f"manifest split '{wanted}'"
+
+
+def evaluate(model_folder: Path, data_dir: Path, split: str | None = None,
+             batch_size: int = 32, classifier=None) -> dict:
+    """Classify every selected image and summarize; returns the JSON-ready report."""
+    from hematovision_core.predict import Classifier
+    from hematovision_core.preprocessing import ImageError, preprocess
+
+    classifier = classifier or Classifier.load(model_folder)
+    records, source = select_records(Path(model_folder), Path(data_dir), split)
+    index_of = {c.lower(): i for i, c in enumerate(classifier.classes)}
+    known = [r for r in records if r.label in index_of]
+    unknown = [r for r in records if r.label not in index_of]
+    unreadable: list[str] = []
+
+    def probabilities_for(subset):
+        kept, chunks = [], []
+        for start in range(0, len(subset), batch_size):
+            arrays = []
+            for record in subset[start:start + batch_size]:
+                try:
+                    arrays.append(preprocess(record.path, classifier.input_size))
+                    kept.append(record)
+                except ImageError as error:
+                    unreadable.append(f"{record.path.name}: {error}")
+            if arrays:
+                chunks.append(classifier.probabilities(np.stack(arrays)))
+        empty = np.zeros((0, len(classifier.classes)), np.float32)
+        return kept, (np.concatenate(chunks) if chunks else empty)
+
+    kept, probabilities = probabilities_for(known)
+    report = summarize([index_of[r.label] for r in kept], probabilities, classifier.classes)
+    unknown_kept, unknown_probabilities = probabilities_for(unknown)
+    called = Counter()
+    for record, row in zip(unknown_kept, unknown_probabilities):
+        called[(record.label, classifier.classes[int(np.argmax(row))])] += 1
+    report.update(
+        model=classifier.name,
+        data=str(Path(data_dir)),
+        split=split,
+        source=source,
+        unknown_class_images=len(unknown),
+        unknown_classes={
+            label: {"n": n, "predicted_as": {p: c for (l, p), c in sorted(called.items()) if l == label}}
+            for label, n in sorted(Counter(r.label for r in unknown).items())
+        },
+        unreadable=unreadable,
+    )
+    return report
+
+
+def format_report(report: dict) -> str:
+    """A plain-text report: headline figures, a per-class table, unknown classes."""
+    lines = [
+        f"Model {report['model']} on {report['data']} ({report['source']})",
+        f"  images {report['n']}   accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}"
+        f"   top-2 {report['top2_accuracy']:.4f}   ECE {report['ece']:.4f}",
+        "",
+        f"  {'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
+    ]
+    for name, row in report["per_class"].items():
+        lines.append(f"  {name:<14}{row['precision']:>10.4f}{row['recall']:>10.4f}"
+                     f"{row['f1']:>10.4f}{row['support']:>9d}")
+    lines += ["", "  confusion matrix (rows: true, columns: predicted)",
+              "  " + " ".join(f"{c[:6]:>6}" for c in report["classes"])]
+    lines += ["  " + " ".join(f"{v:>6d}" for v in row) for row in report["confusion_matrix"]]
+    if report["unknown_class_images"]:
+        lines += ["", f"  {report['unknown_class_images']} image(s) of classes the model does not know "
+                  "(not in the metrics):"]
+        for label, info in report["unknown_classes"].items():
+            lines.append(f"    {label}: {info['n']}, predicted as {info['predicted_as']}")
+    if report["unreadable"]:
+        lines += ["", f"  {len(report['unreadable'])} unreadable image(s) skipped"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hematovision_core.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="model folder (model.keras + model.json)")
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder, either layout")
+    parser.add_argument("--split", help="split folder or manifest split (train, val, test)")
+    parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        report = evaluate(args.model, args.data, args.split, args.batch_size)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
