@@ -142,6 +142,8 @@ def train(args: argparse.Namespace) -> dict:
     one_hot = keras.utils.to_categorical(labels["train"], len(classes))
     class_weight = balanced_class_weights(labels["train"], len(classes))
     verbose = 1 if sys.stdout.isatty() else 2
+    checkpoint = cache_dir / "checkpoints" / f"{name}-{features.cache_key(**key)}.weights.h5"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     history = []
 
     def validation_f1(val_pred=None) -> float:
@@ -170,6 +172,7 @@ def train(args: argparse.Namespace) -> dict:
             write_json(out / HISTORY_FILE, {"epochs": history})
             if val_f1 > best_f1:
                 best_f1, best_weights, waited = val_f1, top.get_weights(), 0
+                top.save_weights(checkpoint)  # survives a killed run; not part of the model folder
             else:
                 waited += 1
                 if patience is not None and waited >= patience:
