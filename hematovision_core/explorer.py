@@ -1,0 +1,289 @@
+"""The dataset explorer's logic: which images a split holds, and which of them a filter shows.
+
+Splits come from the model's split manifest when the data folder is the one the model was trained
+on; any other folder is explored as a whole ("all"). Everything here is plain Python, NumPy and
+pandas, fast enough to run on every page run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from hematovision_core.data import (IMAGE_EXTENSIONS, normalize_class, normalize_split)
+from hematovision_core.split_predictions import SplitPredictions, SplitSource
+
+ALL = "all"  # the split name for every image of a folder
+SPLIT_ORDER = ("test", "val", "train", ALL)  # the held-out split first: where errors matter
+OUTCOMES = ("all", "correct", "wrong")
+PAGE_SIZE = 24
+
+
+@dataclass(frozen=True)
+class Filters:
+    true_label: str | None = None  # None: any class
+    predicted_label: str | None = None
+    outcome: str = "all"  # one of OUTCOMES
+    confidence: tuple[float, float] = (0.0, 1.0)  # inclusive range of the top probability
+
+    def __post_init__(self):
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        low, high = self.confidence
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"confidence must be a range inside [0, 1], got {self.confidence}")
+
+
+@dataclass(frozen=True)
+class Page:
+    items: tuple  # the items on this page
+    number: int  # 1-based, clamped into range
+    count: int  # number of pages (at least 1)
+    total: int  # number of items over all pages
+
+
+# ----------------------------------------------------------------------------- data folders
+
+
+def _has_class_folders(folder: Path) -> bool:
+    """True if some sub-folder of `folder` directly holds an image file."""
+    try:
+        with os.scandir(folder) as entries:
+            subfolders = [e.path for e in entries if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return False
+    for sub in subfolders:
+        try:
+            with os.scandir(sub) as files:
+                if any(f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def list_datasets(data_dir: Path) -> list[str]:
+    """Dataset folders under `data_dir` as paths relative to it ("pbc", "blood-cells/TRAIN").
+
+    A dataset is a folder of class folders; a folder of split folders (TRAIN, TEST, ...) offers
+    each split folder as a dataset. "." means `data_dir` itself is a folder of class folders.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return []
+    if _has_class_folders(data_dir) and not any(
+        normalize_split(p.name) for p in data_dir.iterdir() if p.is_dir()
+    ):
+        return ["."]
+    found = []
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _has_class_folders(folder):
+            found.append(folder.name)
+            continue
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if _has_class_folders(sub):
+                found.append(f"{folder.name}/{sub.name}")
+    return found
+
+
+def model_dataset(metadata: dict) -> str | None:
+    """The dataset (path inside the data folder) a model was trained on, from model.json."""
+    data = metadata.get("data") or {}
+    return data.get("dataset") or data.get("root_name")
+
+
+def manifest_path(classifier) -> Path | None:
+    """The model's split manifest, if its folder has one."""
+    if classifier.folder is None:
+        return None
+    name = (classifier.metadata.get("data") or {}).get("split_manifest", "split.csv")
+    path = Path(classifier.folder) / name
+    return path if path.is_file() else None
+
+
+def is_models_own(classifier, dataset: str) -> bool:
+    """True when `dataset` is the folder the model was trained on and its manifest is at hand."""
+    return model_dataset(classifier.metadata) == dataset and manifest_path(classifier) is not None
+
+
+def split_options(classifier, dataset: str) -> list[str]:
+    """Splits to offer: the manifest's (test first) for the model's own data, then "all"."""
+    if not is_models_own(classifier, dataset):
+        return [ALL]
+    present = {row[2] for row in _read_manifest_rows(manifest_path(classifier))}
+    return [split for split in SPLIT_ORDER if split in present] + [ALL]
+
+
+def _read_manifest_rows(path: Path) -> list[tuple[str, str, str]]:
+    """(relative path, label, split) rows of a split manifest."""
+    with open(path, newline="") as f:
+        return [(row["path"], normalize_class(row["label"]), row["split"])
+                for row in csv.DictReader(f)]
+
+
+def list_images(root: Path) -> tuple[list[str], list[str], str]:
+    """Every image under `root/<class>/` (recursively): (relative paths, labels, fingerprint).
+
+    The fingerprint covers names, sizes and modification times, so any change in the folder
+    gives new predictions rather than stale ones.
+    """
+    root = Path(root)
+    paths, labels, digest = [], [], hashlib.sha256()
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = normalize_class(class_dir.name)
+        for folder, subfolders, files in os.walk(class_dir):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                full = os.path.join(folder, name)
+                relative = os.path.relpath(full, root).replace(os.sep, "/")
+                stat = os.stat(full)
+                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                paths.append(relative)
+                labels.append(label)
+    return paths, labels, digest.hexdigest()
+
+
+def split_source(data_dir: Path, classifier, dataset: str, split: str) -> SplitSource:
+    """The images of one split: from the model's manifest, or the whole folder for "all".
+
+    Raises:
+        FileNotFoundError: the dataset folder does not exist.
+        ValueError: the split is not offered for this model and dataset.
+    """
+    root = (Path(data_dir) / dataset).resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"No dataset folder at {root}")
+    if split == ALL:
+        paths, labels, fingerprint = list_images(root)
+        return SplitSource(root, ALL, tuple(paths), tuple(labels), fingerprint)
+    if split not in split_options(classifier, dataset):
+        raise ValueError(f"Split {split!r} is not offered for {dataset}")
+    manifest = manifest_path(classifier)
+    rows = [row for row in _read_manifest_rows(manifest) if row[2] == split]
+    fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    return SplitSource(root, split, tuple(r[0] for r in rows), tuple(r[1] for r in rows),
+                       fingerprint)
+
+
+def class_distribution(classifier, data_dir: Path, dataset: str, source: SplitSource) -> pd.DataFrame:
+    """Images per class (rows) and split (columns): every manifest split for the model's own
+    data, else the one split shown."""
+    if source.split != ALL and is_models_own(classifier, dataset):
+        rows = _read_manifest_rows(manifest_path(classifier))
+        counts = Counter((label, split) for _, label, split in rows)
+    else:
+        counts = Counter((label, source.split) for label in source.labels)
+    if not counts:
+        return pd.DataFrame()
+    frame = pd.Series(counts).unstack(fill_value=0)
+    splits = [s for s in SPLIT_ORDER[::-1] if s in frame.columns]  # train, val, test, all
+    return frame[splits].sort_index().astype(int)
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def prediction_table(predictions: SplitPredictions) -> pd.DataFrame:
+    """One row per image: path, label, predicted, confidence, correct, known, x, y.
+
+    `known` says the true label is one of the model's classes (it cannot be right otherwise);
+    the index is the row number in `predictions`, which the map's points carry.
+    """
+    classes = np.array(predictions.classes)
+    probabilities = predictions.probabilities
+    top = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, int)
+    labels = np.array(predictions.labels, dtype=object)
+    predicted = classes[top] if len(top) else np.array([], dtype=object)
+    known = np.isin(labels, classes)
+    return pd.DataFrame({
+        "path": list(predictions.paths),
+        "label": labels,
+        "predicted": predicted,
+        "confidence": probabilities.max(axis=1) if len(probabilities) else np.zeros(0),
+        "correct": labels == predicted,
+        "known": known,
+        "x": predictions.coords[:, 0],
+        "y": predictions.coords[:, 1],
+    })
+
+
+def apply_filters(table: pd.DataFrame, filters: Filters) -> pd.DataFrame:
+    """Rows matching every filter, in their original order."""
+    keep = np.ones(len(table), dtype=bool)
+    if filters.true_label is not None:
+        keep &= (table["label"] == filters.true_label).to_numpy()
+    if filters.predicted_label is not None:
+        keep &= (table["predicted"] == filters.predicted_label).to_numpy()
+    if filters.outcome == "correct":
+        keep &= table["correct"].to_numpy()
+    elif filters.outcome == "wrong":
+        keep &= ~table["correct"].to_numpy()
+    low, high = filters.confidence
+    confidence = table["confidence"].to_numpy()
+    keep &= (confidence >= low - 1e-9) & (confidence <= high + 1e-9)
+    return table[keep]
+
+
+def confusion_table(table: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """Counts with true labels as rows and predicted classes as columns.
+
+    Rows are the model's classes, then any other label found in the data (which the model
+    cannot predict); columns are the model's classes.
+    """
+    extra = sorted(set(table["label"]) - set(classes))
+    rows = list(classes) + extra
+    counts = pd.crosstab(table["label"], table["predicted"]) if len(table) else pd.DataFrame()
+    return counts.reindex(index=rows, columns=list(classes), fill_value=0).fillna(0).astype(int)
+
+
+def cell_rows(table: pd.DataFrame, true_label: str, predicted_label: str) -> pd.DataFrame:
+    """Exactly the images counted in one confusion-matrix cell."""
+    return apply_filters(table, Filters(true_label=true_label, predicted_label=predicted_label))
+
+
+def most_confident_mistakes(table: pd.DataFrame, count: int = 6) -> pd.DataFrame:
+    """Wrong answers with the highest confidence (images of a class the model knows)."""
+    wrong = table[table["known"] & ~table["correct"]]
+    return wrong.sort_values("confidence", ascending=False, kind="stable").head(count)
+
+
+def least_confident_correct(table: pd.DataFrame, count: int = 6) -> pd.DataFrame:
+    """Right answers with the lowest confidence."""
+    right = table[table["correct"]]
+    return right.sort_values("confidence", ascending=True, kind="stable").head(count)
+
+
+# ----------------------------------------------------------------------------- gallery
+
+
+def page_of(items: Sequence, number: int, size: int = PAGE_SIZE) -> Page:
+    """One page of `items`; `number` is 1-based and clamped to the pages that exist."""
+    if size < 1:
+        raise ValueError(f"page size must be at least 1, got {size}")
+    total = len(items)
+    count = max(1, -(-total // size))
+    number = min(max(1, int(number)), count)
+    start = (number - 1) * size
+    return Page(tuple(items[start:start + size]), number, count, total)
+
+
+def paths_of_class(source: SplitSource, label: str) -> list[str]:
+    """Relative paths of one class's images in a split, in folder order."""
+    return [path for path, own in zip(source.paths, source.labels) if own == label]
+
+
+def display_name(classifier, label: str) -> str:
+    """The model's display name for a class, or the label title-cased if the model lacks it."""
+    if label in classifier.classes:
+        return classifier.display_names[classifier.classes.index(label)]
+    return label.replace("_", " ").title()

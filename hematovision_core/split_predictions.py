@@ -1,0 +1,229 @@
+"""Predictions and pooled features for a whole split, computed once per model and data, on disk.
+
+One forward pass gives both the logits (for predictions) and the 1280-d pooled features (for the
+map). Images are decoded in background threads while TensorFlow runs the previous batch. The
+result lives in `<cache_dir>/explorer/<key>/`, where the key covers the model file's checksum,
+the data folder, the split and the checksum of the list of images, so a cache made by another
+model or another data folder is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from hematovision_core.feature_map import pca_2d
+from hematovision_core.preprocessing import ImageError, load_image, resize_for_model
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the files below change meaning
+POOL_LAYER = "head_pool"  # GlobalAveragePooling2D over out_relu: (N, 1280)
+LOGITS_LAYER = "head_logits"  # (N, num_classes), before temperature and softmax
+ARRAYS_FILE = "predictions.npz"
+FEATURES_FILE = "features.npy"
+META_FILE = "meta.json"
+BATCH_SIZE = 64
+DECODE_THREADS = 2
+
+ProgressCallback = Callable[[int, int], None]  # (images done, images in total)
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """The images of one split of one data folder, and what identifies them."""
+
+    root: Path  # dataset folder, resolved
+    split: str  # "train", "val", "test" or "all"
+    paths: tuple[str, ...]  # image paths relative to root (posix)
+    labels: tuple[str, ...]  # lower-case class names, one per path
+    fingerprint: str  # checksum of the manifest or of the folder listing
+
+
+@dataclass(frozen=True, eq=False)
+class SplitPredictions:
+    """The model's view of a split; arrays are row-aligned with `paths`."""
+
+    root: Path
+    split: str
+    paths: tuple[str, ...]  # images that decoded (relative to root)
+    labels: tuple[str, ...]
+    classes: tuple[str, ...]  # the model's classes, column order of `probabilities`
+    logits: np.ndarray  # (N, num_classes) float32
+    probabilities: np.ndarray  # (N, num_classes) float32, calibrated with the model's temperature
+    coords: np.ndarray  # (N, 2) float32: PCA of the pooled features
+    explained_variance: tuple[float, float]  # share of feature variance on each map axis
+    skipped: tuple[str, ...]  # paths that could not be decoded
+    folder: Path  # the cache folder these came from
+
+    def features(self) -> np.ndarray:
+        """Pooled features (N, 1280) float16, memory-mapped from the cache."""
+        return np.load(self.folder / FEATURES_FILE, mmap_mode="r")
+
+
+def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
+    """(key, parts): a checksum of what determines the results (model, data folder, split, images)."""
+    parts = {
+        "version": CACHE_VERSION,
+        "model_sha256": classifier.metadata["model_sha256"],
+        "root": str(Path(source.root).resolve()),
+        "split": source.split,
+        "fingerprint": source.fingerprint,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24], parts
+
+
+def cache_folder(cache_dir: Path, classifier, source: SplitSource) -> Path:
+    key, _ = cache_key(classifier, source)
+    return Path(cache_dir) / "explorer" / key
+
+
+def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredictions | None:
+    """The cached results for this model, data folder and split, or None if there are none."""
+    folder = cache_folder(cache_dir, classifier, source)
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        _, parts = cache_key(classifier, source)
+        if meta.get("key_parts") != parts:  # belt and braces: never trust a key collision
+            return None
+        with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
+            logits = arrays["logits"]
+            coords = arrays["coords"]
+    except (OSError, ValueError, KeyError) as error:
+        log.warning("Ignoring an unreadable explorer cache %s: %s", folder, error)
+        return None
+    return SplitPredictions(
+        root=Path(source.root), split=source.split, paths=tuple(meta["paths"]),
+        labels=tuple(meta["labels"]), classes=tuple(meta["classes"]), logits=logits,
+        probabilities=classifier_probabilities(classifier, logits), coords=coords,
+        explained_variance=tuple(meta["explained_variance"]), skipped=tuple(meta["skipped"]),
+        folder=folder,
+    )
+
+
+def classifier_probabilities(classifier, logits: np.ndarray) -> np.ndarray:
+    from hematovision_core.calibration import apply_temperature
+
+    if len(logits) == 0:
+        return np.zeros((0, len(classifier.classes)), np.float32)
+    return apply_temperature(logits, classifier.temperature)
+
+
+def build_forward(classifier):
+    """A compiled function: uint8 images (N, S, S, 3) -> (pooled features, logits)."""
+    import keras
+    import tensorflow as tf
+
+    model = classifier.model
+    two_heads = keras.Model(model.input, [model.get_layer(POOL_LAYER).output,
+                                          model.get_layer(LOGITS_LAYER).output])
+    size = classifier.input_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
+    def forward(pixels):
+        # Same scaling as preprocessing.scale_pixels (x / 127.5 - 1), done inside the graph.
+        scaled = tf.cast(pixels, tf.float32) / 127.5 - 1.0
+        features, logits = two_heads(scaled, training=False)
+        return features, logits
+
+    return forward
+
+
+def _decode(path: Path, size: int) -> np.ndarray | None:
+    try:
+        return resize_for_model(load_image(path), size)
+    except (ImageError, OSError) as error:
+        log.warning("Skipping %s: %s", path, error)
+        return None
+
+
+def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | None = None,
+              batch_size: int = BATCH_SIZE):
+    """Pooled features and logits for image files, decoding the next batch while one runs.
+
+    Returns:
+        (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
+    """
+    forward = build_forward(classifier)
+    size = classifier.input_size
+    total = len(paths)
+    features, logits, kept = [], [], []
+
+    def decode_batch(start: int):
+        return list(pool.map(lambda p: _decode(p, size), paths[start:start + batch_size]))
+
+    with ThreadPoolExecutor(DECODE_THREADS) as pool, ThreadPoolExecutor(1) as loader:
+        starts = list(range(0, total, batch_size))
+        pending = loader.submit(decode_batch, starts[0]) if starts else None
+        for number, start in enumerate(starts):
+            images = pending.result()
+            if number + 1 < len(starts):
+                pending = loader.submit(decode_batch, starts[number + 1])
+            good = [i for i, image in enumerate(images) if image is not None]
+            if good:
+                batch_features, batch_logits = forward(np.stack([images[i] for i in good]))
+                features.append(batch_features.numpy().astype(np.float16))
+                logits.append(batch_logits.numpy().astype(np.float32))
+                kept += [start + i for i in good]
+            if progress is not None:
+                progress(min(start + batch_size, total), total)
+    width = int(classifier.model.get_layer(POOL_LAYER).output.shape[-1])
+    return (np.concatenate(features) if features else np.zeros((0, width), np.float16),
+            np.concatenate(logits) if logits else np.zeros((0, len(classifier.classes)), np.float32),
+            np.array(kept, dtype=np.int64))
+
+
+def compute(cache_dir: Path, classifier, source: SplitSource,
+            progress: ProgressCallback | None = None) -> SplitPredictions:
+    """Run the model over a split, fit the 2-D map, and write everything to the cache."""
+    started = time.perf_counter()
+    root = Path(source.root)
+    features, logits, kept = run_model(classifier, [root / p for p in source.paths], progress)
+    feature_map = pca_2d(features)
+    kept_set = set(kept.tolist())
+    paths = [source.paths[i] for i in kept]
+    labels = [source.labels[i] for i in kept]
+    skipped = [p for i, p in enumerate(source.paths) if i not in kept_set]
+    _, parts = cache_key(classifier, source)
+    meta = {"key_parts": parts, "classes": list(classifier.classes), "paths": paths,
+            "labels": labels, "skipped": skipped,
+            "explained_variance": [float(v) for v in feature_map.explained_variance],
+            "seconds": round(time.perf_counter() - started, 2)}
+
+    # Write into a temporary folder and rename it, so a half-written cache is never read.
+    folder = cache_folder(cache_dir, classifier, source)
+    partial = folder.with_name(folder.name + f".partial-{time.time_ns()}")
+    partial.mkdir(parents=True)
+    try:
+        np.savez(partial / ARRAYS_FILE, logits=logits, coords=feature_map.coords)
+        np.save(partial / FEATURES_FILE, features)
+        (partial / META_FILE).write_text(json.dumps(meta))
+        if folder.exists():
+            shutil.rmtree(folder)
+        partial.rename(folder)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    cached = load_cached(cache_dir, classifier, source)
+    if cached is None:
+        raise ValueError(f"Could not read back the explorer cache written to {folder}")
+    return cached
+
+
+def predictions_for(cache_dir: Path, classifier, source: SplitSource,
+                    progress: ProgressCallback | None = None) -> SplitPredictions:
+    """Cached results if this model has seen this split of this data folder, else compute them."""
+    return load_cached(cache_dir, classifier, source) or compute(cache_dir, classifier, source,
+                                                                 progress)

@@ -1,0 +1,72 @@
+"""Small images made once and kept on disk: gallery thumbnails and Grad-CAM overlays.
+
+A gallery page shows a few dozen images; decoding the 256x256 (or 320x240) originals on every
+page run would be wasted work, so each thumbnail is written once as a small JPEG under
+`<cache_dir>/thumbnails/` and served from there. The file name covers the source's path, size
+and modification time, so an edited image gets a new thumbnail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from hematovision_core.preprocessing import load_image, resize_for_model, scale_pixels
+
+THUMBNAIL_SIZE = 128  # pixels, square; the gallery shows 6 to a row
+JPEG_QUALITY = 85
+
+
+def _source_key(path: Path) -> str:
+    """Identity of an image file: resolved path, size and modification time."""
+    stat = os.stat(path)
+    return f"{Path(path).resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1("\0".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def _save_atomically(image: Image.Image, target: Path) -> None:
+    """Write a JPEG to a temporary name then rename it, so readers never see half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.jpg")
+    image.save(partial, "JPEG", quality=JPEG_QUALITY)
+    os.replace(partial, target)
+
+
+def thumbnail(cache_dir: Path, image_path: Path, size: int = THUMBNAIL_SIZE) -> Path:
+    """The path of a square thumbnail of `image_path`, made on first use.
+
+    Raises:
+        ImageError, OSError: the image cannot be read.
+    """
+    digest = _digest(_source_key(image_path), size)
+    target = Path(cache_dir) / "thumbnails" / digest[:2] / f"{digest}.jpg"
+    if not target.is_file():
+        image = load_image(image_path)
+        _save_atomically(ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR), target)
+    return target
+
+
+def heatmap_overlay(cache_dir: Path, classifier, image_path: Path, class_index: int,
+                    opacity: float = 0.45) -> Path:
+    """The path of a Grad-CAM overlay (input size, JPEG) for one image and class, made once.
+
+    Keyed by the model file's checksum as well, so another model never shows these maps.
+    """
+    digest = _digest(_source_key(image_path), classifier.metadata["model_sha256"], class_index,
+                     opacity, "Grad-CAM/last")
+    target = Path(cache_dir) / "heatmaps" / digest[:2] / f"{digest}.jpg"
+    if not target.is_file():
+        from hematovision_core.gradcam import compute_heatmap, overlay
+
+        pixels = resize_for_model(load_image(image_path), classifier.input_size)  # uint8 (S, S, 3)
+        heatmap = compute_heatmap(classifier, scale_pixels(pixels), class_index)
+        blended = overlay(pixels, heatmap, opacity=opacity)
+        _save_atomically(Image.fromarray(np.asarray(blended, dtype=np.uint8)), target)
+    return target

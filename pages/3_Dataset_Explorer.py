@@ -1,0 +1,340 @@
+"""Dataset explorer: browse labelled cells, see where the model errs, and map the dataset."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
+from hematovision_core import explorer
+from hematovision_core import explorer_charts as charts
+from hematovision_core.explorer import ALL, OUTCOMES, PAGE_SIZE, Filters
+from hematovision_core.morphology import card_for
+from hematovision_core.preprocessing import ImageError
+from hematovision_core.split_predictions import compute, load_cached
+from hematovision_core.thumbnails import heatmap_overlay, thumbnail
+
+AUTO_COMPUTE_LIMIT = 1000  # splits up to this size are run through the model without asking
+GRID_COLUMNS = 6
+HIGHLIGHTS = 6  # images in each of "most confident mistakes" and "least confident correct"
+SPLIT_NAMES = {"train": "Training", "val": "Validation", "test": "Test", ALL: "All images"}
+OUTCOME_NAMES = {"all": "All", "correct": "Correct", "wrong": "Wrong"}
+TABS = ("Browse", "Where the model errs", "Map")
+
+st.set_page_config(page_title="Dataset explorer · HematoVision", layout="wide")
+
+
+def select_image(path: str) -> None:
+    st.session_state["explorer_selected"] = path
+
+
+def reset_pages() -> None:
+    for key in ("explorer_browse_page", "explorer_errs_page"):
+        st.session_state[key] = 1
+
+
+def data_ui(settings, classifier, datasets: list[str]) -> tuple[str, str]:
+    """Sidebar pickers for the dataset folder and split; returns (dataset, split)."""
+    own = explorer.model_dataset(classifier.metadata)
+    if st.session_state.get("explorer_dataset") not in datasets:
+        st.session_state["explorer_dataset"] = own if own in datasets else datasets[0]
+    with st.sidebar:
+        dataset = st.selectbox("Dataset", datasets, key="explorer_dataset", on_change=reset_pages,
+                               format_func=lambda d: settings.data_dir.name if d == "." else d)
+        splits = explorer.split_options(classifier, dataset)
+        if st.session_state.get("explorer_split") not in splits:
+            st.session_state["explorer_split"] = splits[0]
+        split = st.selectbox("Split", splits, key="explorer_split", on_change=reset_pages,
+                             format_func=SPLIT_NAMES.get)
+        if not explorer.is_models_own(classifier, dataset):
+            st.caption("Not the model's training folder: every image is shown, and images of a "
+                       "class the model does not know always count as wrong.")
+    return dataset, split
+
+
+def predictions_ui(settings, classifier, source):
+    """Cached predictions for the split, computing them (with a progress bar) when needed."""
+    predictions = load_cached(settings.cache_dir, classifier, source)
+    if predictions is not None:
+        return predictions
+    count = len(source.paths)
+    minutes = max(1, round(count / 60 / 60))
+    asked = count <= AUTO_COMPUTE_LIMIT or st.button(
+        f"Run the model on these {count} images (about {minutes} min, once)",
+        key="explorer_compute", type="primary")
+    if not asked:
+        st.info(f"The model has not seen this split yet. Running it over {count} images takes "
+                f"about {minutes} minute(s) once; the results are kept on disk for every later "
+                "visit. Browsing works meanwhile.")
+        return None
+    bar = st.progress(0.0, text="Running the model...")
+
+    def show(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Running the model: {done} of {total} images")
+
+    predictions = compute(settings.cache_dir, classifier, source, progress=show)
+    bar.empty()
+    if predictions.skipped:
+        st.warning(f"{len(predictions.skipped)} file(s) could not be read and were left out, "
+                   f"e.g. `{predictions.skipped[0]}`.")
+    return predictions
+
+
+def thumbnail_ui(settings, source, path: str, caption: str, key: str) -> None:
+    """One gallery cell: thumbnail, caption and a View button that selects the image."""
+    try:
+        st.image(str(thumbnail(settings.cache_dir, source.root / path)), caption=caption,
+                 width="stretch")
+    except (ImageError, OSError):
+        st.caption(f"Unreadable: {path}")
+        return
+    st.button("View", key=key, on_click=select_image, args=(path,), width="stretch")
+
+
+def grid_ui(settings, source, paths, captions, prefix: str, columns: int = GRID_COLUMNS) -> None:
+    for start in range(0, len(paths), columns):
+        cells = st.columns(columns)
+        for cell, path, caption in zip(cells, paths[start:start + columns],
+                                       captions[start:start + columns]):
+            with cell:
+                thumbnail_ui(settings, source, path, caption, f"explorer_view_{prefix}_{path}")
+
+
+def page_number_ui(key: str, count: int) -> int:
+    st.session_state.setdefault(key, 1)
+    st.session_state[key] = min(max(1, int(st.session_state[key])), count)
+    return int(st.number_input(f"Page (of {count})", min_value=1, max_value=count, step=1,
+                               key=key))
+
+
+def card_ui(label: str) -> None:
+    card = card_for(label)
+    if card is None:
+        return
+    with st.expander(f"Morphology: {card.display_name}", expanded=False):
+        st.markdown(f"**Size** {card.size}  \n**Nucleus** {card.nucleus}  \n"
+                    f"**Cytoplasm** {card.cytoplasm}  \n**Granules** {card.granules}  \n"
+                    f"**Normal share** {card.normal_share}")
+        st.markdown("\n".join(f"- {feature}" for feature in card.key_features))
+
+
+def browse_ui(settings, source, names, outcome_of) -> None:
+    """A gallery of one class, or up to three side by side, with each class's morphology card."""
+    labels = sorted(set(source.labels))
+    chosen = st.session_state.get("explorer_classes") or []
+    if not chosen or any(label not in labels for label in chosen):
+        st.session_state["explorer_classes"] = [labels[0]]
+    chosen = st.multiselect("Classes (up to 3 side by side, e.g. look-alikes)", labels,
+                            key="explorer_classes", max_selections=3, on_change=reset_pages,
+                            format_func=lambda label: names.get(label, label)) or [labels[0]]
+    per_class = PAGE_SIZE // len(chosen)
+    by_class = {label: explorer.paths_of_class(source, label) for label in chosen}
+    count = max(explorer.page_of(paths, 1, per_class).count for paths in by_class.values())
+    number = page_number_ui("explorer_browse_page", count)
+    for column, label in zip(st.columns(len(chosen), gap="medium"), chosen):
+        with column:
+            page = explorer.page_of(by_class[label], number, per_class)
+            st.subheader(f"{names.get(label, label)} ({page.total})")
+            card_ui(label)
+            captions = [outcome_of(path) for path in page.items]
+            grid_ui(settings, source, list(page.items), captions, f"browse_{label}",
+                    columns=max(2, GRID_COLUMNS // len(chosen)))
+
+
+def confusion_selection_ui(table) -> None:
+    """Turn a new click on a confusion-matrix cell into the true/predicted filters."""
+    state = st.session_state.get("explorer_confusion")
+    points = (state or {}).get("selection", {}).get("points", []) if state else []
+    cells = [tuple(p["customdata"]) for p in points if len(p.get("customdata") or []) == 2]
+    if cells and cells[0] != st.session_state.get("_explorer_cell_seen"):
+        true_label, predicted_label = cells[0]
+        st.session_state["_explorer_cell_seen"] = cells[0]
+        st.session_state["explorer_true"] = true_label
+        st.session_state["explorer_predicted"] = predicted_label
+        st.session_state["explorer_outcome"] = "all"
+        st.session_state["explorer_confidence"] = (0.0, 1.0)
+        st.session_state["explorer_errs_page"] = 1
+
+
+def filters_ui(table, classes, names) -> Filters:
+    rows = list(explorer.confusion_table(table, classes).index)
+    st.session_state.setdefault("explorer_outcome", "all")
+    st.session_state.setdefault("explorer_confidence", (0.0, 1.0))
+    for key, options in (("explorer_true", rows), ("explorer_predicted", classes)):
+        if st.session_state.get(key) not in [None, *options]:
+            st.session_state[key] = None
+    any_name = lambda value: "Any" if value is None else names.get(value, value)  # noqa: E731
+    left, middle, right, far = st.columns([1, 1, 1, 1.3])
+    true_label = left.selectbox("True class", [None, *rows], key="explorer_true",
+                                format_func=any_name, on_change=reset_pages)
+    predicted_label = middle.selectbox("Predicted class", [None, *classes],
+                                       key="explorer_predicted", format_func=any_name,
+                                       on_change=reset_pages)
+    outcome = right.radio("Answers", OUTCOMES, key="explorer_outcome", horizontal=True,
+                          format_func=OUTCOME_NAMES.get, on_change=reset_pages)
+    low, high = far.slider("Confidence", 0.0, 1.0, step=0.05, key="explorer_confidence",
+                           on_change=reset_pages)
+    return Filters(true_label, predicted_label, outcome, (float(low), float(high)))
+
+
+def caption_for(row, names) -> str:
+    mark = "✓" if row.correct else "✗"
+    return f"{mark} {names.get(row.predicted, row.predicted)} {row.confidence:.0%}"
+
+
+def highlights_ui(settings, classifier, source, rows, names, title: str, prefix: str) -> None:
+    st.markdown(f"**{title}**")
+    if rows.empty:
+        st.caption("None in this split.")
+        return
+    show_maps = st.session_state.get("explorer_heatmaps", True)
+    cells = st.columns(len(rows))
+    for cell, row in zip(cells, rows.itertuples()):
+        with cell:
+            caption = f"{names.get(row.label, row.label)} → {caption_for(row, names)}"
+            thumbnail_ui(settings, source, row.path, caption, f"explorer_view_{prefix}_{row.path}")
+            if show_maps:
+                try:
+                    index = classifier.classes.index(row.predicted)
+                    st.image(str(heatmap_overlay(settings.cache_dir, classifier,
+                                                 source.root / row.path, index)),
+                             caption="Grad-CAM (predicted class)", width="stretch")
+                except (ImageError, OSError, ValueError) as error:
+                    st.caption(f"No heatmap: {error}")
+
+
+def errors_ui(settings, classifier, source, table, names) -> None:
+    classes = list(classifier.classes)
+    confusion_selection_ui(table)
+    filters = filters_ui(table, classes, names)
+    confusion = explorer.confusion_table(table, classes)
+    selected = None
+    if filters.true_label is not None and filters.predicted_label is not None:
+        selected = (filters.true_label, filters.predicted_label)
+    chart_column, gallery_column = st.columns([2, 3], gap="medium")
+    with chart_column:
+        st.plotly_chart(charts.confusion_matrix_chart(confusion, names, selected),
+                        key="explorer_confusion", on_select="rerun", selection_mode="points")
+    with gallery_column:
+        shown = explorer.apply_filters(table, filters)
+        count = explorer.page_of(shown.index, 1).count
+        number = page_number_ui("explorer_errs_page", count)
+        page = explorer.page_of(list(shown.itertuples()), number)
+        st.markdown(f"Showing {len(page.items)} of {page.total} images matching the filters "
+                    f"({len(table)} in the split).")
+        grid_ui(settings, source, [row.path for row in page.items],
+                [f"{names.get(row.label, row.label)} → {caption_for(row, names)}"
+                 for row in page.items], "errs")
+    st.toggle("Grad-CAM heatmaps on the highlights below", value=True, key="explorer_heatmaps")
+    highlights_ui(settings, classifier, source, explorer.most_confident_mistakes(table, HIGHLIGHTS),
+                  names, "Most confident mistakes", "mistakes")
+    highlights_ui(settings, classifier, source, explorer.least_confident_correct(table, HIGHLIGHTS),
+                  names, "Least confident correct answers", "unsure")
+
+
+def map_ui(predictions, table, names) -> None:
+    state = st.session_state.get("explorer_map")
+    points = (state or {}).get("selection", {}).get("points", []) if state else []
+    rows = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+    if rows and rows[0] != st.session_state.get("_explorer_point_seen"):
+        st.session_state["_explorer_point_seen"] = rows[0]
+        if 0 <= rows[0] < len(table):
+            select_image(table.at[rows[0], "path"])
+    selected = st.session_state.get("explorer_selected")
+    selected_rows = table.index[table["path"] == selected] if selected else []
+    figure = charts.feature_map_chart(table, names, predictions.explained_variance,
+                                      int(selected_rows[0]) if len(selected_rows) else None)
+    st.plotly_chart(figure, key="explorer_map", on_select="rerun", selection_mode="points")
+    st.caption("Each point is one image, placed by the model's 1280 pooled features (the first "
+               "two principal components). Cells the model sees alike sit together; click a point "
+               "to view its image.")
+
+
+def detail_ui(settings, classifier, source, predictions, table, names) -> None:
+    """The selected image, large, with its label, the model's answer and its Grad-CAM."""
+    path = st.session_state.get("explorer_selected")
+    labels = dict(zip(source.paths, source.labels))
+    if path not in labels:
+        st.info("Press **View** under an image, or click a point on the map, to see it here.")
+        return
+    label = labels[path]
+    st.subheader(names.get(label, label))
+    st.caption(path)
+    rows = table.index[table["path"] == path] if table is not None else []
+    try:
+        if len(rows):  # cached: no model call
+            probabilities = predictions.probabilities[int(rows[0])]
+        else:
+            probabilities = classifier.classify([source.root / path])[0].probabilities
+        predicted_index = int(probabilities.argmax())
+        predicted = classifier.classes[predicted_index]
+        image_column, map_column = st.columns(2)
+        image_column.image(str(source.root / path), caption="Image", width="stretch")
+        map_column.image(str(heatmap_overlay(settings.cache_dir, classifier, source.root / path,
+                                             predicted_index)),
+                         caption=f"Grad-CAM for {names.get(predicted, predicted)}", width="stretch")
+    except (ImageError, OSError) as error:
+        st.error(f"This image cannot be read: {error}")
+        return
+    verdict = "correct" if predicted == label else "wrong"
+    st.markdown(f"Label **{names.get(label, label)}** · model says "
+                f"**{names.get(predicted, predicted)}** ({verdict})")
+    st.plotly_chart(charts.probability_chart(probabilities, classifier.display_names),
+                    key="explorer_detail_probabilities")
+    card_ui(label)
+
+
+settings = get_settings()
+classifier = model_sidebar(settings)
+st.title("Dataset explorer")
+disclaimer()
+
+datasets = explorer.list_datasets(settings.data_dir)
+if not datasets:
+    data_missing_message(settings, "pbc")
+    st.stop()
+dataset, split = data_ui(settings, classifier, datasets)
+try:
+    source = explorer.split_source(settings.data_dir, classifier, dataset, split)
+except (FileNotFoundError, ValueError, OSError) as error:
+    st.error(f"Cannot read this dataset: {error}")
+    st.stop()
+if not source.paths:
+    data_missing_message(settings, dataset)
+    st.stop()
+
+names = {label: explorer.display_name(classifier, label)
+         for label in (*classifier.classes, *sorted(set(source.labels)))}
+distribution = explorer.class_distribution(classifier, settings.data_dir, dataset, source)
+st.plotly_chart(charts.class_distribution_chart(distribution, names, highlight=split),
+                key="explorer_distribution")
+
+predictions = predictions_ui(settings, classifier, source)
+table = explorer.prediction_table(predictions) if predictions is not None else None
+rows_by_path = dict(zip(table["path"], table.itertuples())) if table is not None else {}
+
+
+def outcome_of(path: str) -> str:
+    row = rows_by_path.get(path)
+    return caption_for(row, names) if row is not None else ""
+
+
+main, detail = st.columns([3, 2], gap="large")
+with main:
+    tabs = st.tabs(TABS, key="explorer_tab", on_change="rerun")
+    with tabs[0]:
+        if tabs[0].open:
+            browse_ui(settings, source, names, outcome_of)
+    with tabs[1]:
+        if tabs[1].open:
+            if table is None:
+                st.info("Run the model on this split first (button above).")
+            else:
+                errors_ui(settings, classifier, source, table, names)
+    with tabs[2]:
+        if tabs[2].open:
+            if table is None:
+                st.info("Run the model on this split first (button above).")
+            else:
+                map_ui(predictions, table, names)
+with detail:
+    detail_ui(settings, classifier, source, predictions, table, names)
