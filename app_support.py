@@ -5,8 +5,10 @@ The only place (with the pages) that imports streamlit; `hematovision_core` stay
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from hematovision_core.config import Settings
@@ -29,9 +31,56 @@ def load_classifier(folder: str):
     """Load and warm up a model once per process; every session and page shares it."""
     from hematovision_core.predict import Classifier
 
+    from hematovision_core.gradcam import compute_heatmap
+
     classifier = Classifier.load(folder)
     classifier.warm_up()
+    # Trace the default Grad-CAM too, so the first explanation takes milliseconds, not a second.
+    size = classifier.input_size
+    compute_heatmap(classifier, np.zeros((size, size, 3), np.float32), 0)
     return classifier
+
+
+def model_key(classifier) -> str:
+    """A cache key naming a loaded model: folder and model-file checksum."""
+    return f"{classifier.folder}:{classifier.metadata.get('model_sha256', '')}"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def classify_files(key: str, file_keys: tuple[tuple[str, str], ...], _classifier, _files,
+                   true_labels: tuple | None = None):
+    """`batch.classify_files`, cached by model and (name, sha1) of each file; bytes not hashed."""
+    from hematovision_core.batch import classify_files as classify
+
+    return classify(_classifier, _files, true_labels)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def heatmap_for(key: str, digest: str, class_index: int, method: str, layer: str,
+                _classifier, _pixels):
+    """A heatmap cached per model, image (sha1 of its bytes), class, method and layer.
+
+    The overlay is not cached: it is cheap, so a new opacity or colour map redraws it from this.
+    """
+    from hematovision_core import gradcam
+
+    return gradcam.compute_heatmap(_classifier, _pixels, class_index, method, layer)
+
+
+@st.cache_data(show_spinner=False)
+def example_pool(model_folder: str, data_dir: str, metadata: dict) -> list[tuple[str, str]]:
+    """(path, true label) of the images a random example is drawn from (the test split if known)."""
+    from hematovision_core.batch import example_records
+
+    return [(str(r.path), r.label) for r in example_records(model_folder, data_dir, metadata)]
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """Escape Markdown so a user-supplied name (a file name) shows as typed."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
 @st.cache_data(show_spinner=False)

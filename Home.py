@@ -1,0 +1,101 @@
+"""HematoVision: what the app is, how to use each page, and the active model's card.
+
+Run with `streamlit run Home.py`.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_support import disclaimer, get_settings, model_sidebar
+from hematovision_core import charts, model_card
+
+st.set_page_config(page_title="HematoVision", page_icon=":material/bloodtype:", layout="wide")
+
+settings = get_settings()
+classifier = model_sidebar(settings)
+metadata = classifier.metadata
+
+st.title(":material/bloodtype: HematoVision")
+disclaimer()
+st.markdown(
+    "A teaching dashboard for **white-blood-cell morphology** on stained peripheral blood "
+    "smears. A MobileNetV2 network, trained on public single-cell images, names the cell type, "
+    "says how sure it is, and shows **where in the image its evidence lies** (Grad-CAM).\n\n"
+    "It is made for **students** learning to tell cells apart, **instructors** who want to show "
+    "what a network attends to and where it goes wrong, and **lab staff** curious about "
+    "automated differentials. It is not a diagnostic device."
+)
+
+st.subheader("How to use it")
+guide = st.columns(4)
+guide[0].markdown(
+    "**:material/biotech: Classify**  \nUpload one or many images, take a photo through the "
+    "eyepiece, or draw a random example. Read the probabilities and the morphology card, then "
+    "open Grad-CAM: change the method, the class to explain and the layer depth.")
+guide[1].markdown(
+    "**:material/quiz: Quiz**  \nName the cell before the model does. Hints come from the "
+    "morphology cards; after each answer you see what separates your answer from the truth.")
+guide[2].markdown(
+    "**:material/grid_view: Dataset Explorer**  \nBrowse the images behind the model by class "
+    "and outcome, look at its mistakes and confusions, and see the whole set mapped in two "
+    "dimensions.")
+guide[3].markdown(
+    "**:material/school: Instructor**  \nWith the instructor password, follow a class's quiz "
+    "results: accuracy per cell type and the most common confusions.")
+st.caption("Pick the model in the sidebar; every page uses the one chosen there.")
+
+st.header(f"Model card: {metadata.get('name', classifier.name)}")
+sizes = model_card.split_sizes(metadata)
+data = metadata.get("data") or {}
+dataset = data.get("dataset") or data.get("root_name") or "unknown"
+facts = st.columns(4)
+facts[0].metric("Classes", len(classifier.classes))
+facts[1].metric("Training images", f"{sizes.get('train', 0):,}")
+facts[2].metric("Validation / test images", f"{sizes.get('val', 0):,} / {sizes.get('test', 0):,}")
+facts[3].metric("Input size", f"{classifier.input_size} px")
+training = metadata.get("training") or {}
+st.markdown(
+    f"- **Architecture:** {metadata.get('architecture', 'MobileNetV2')}\n"
+    f"- **Training data:** `{dataset}` in the data folder, {data.get('images', sum(sizes.values())):,} "
+    f"images split {', '.join(f'{k} {v:,}' for k, v in sizes.items())} (by image checksum, "
+    "no duplicates across splits)\n"
+    f"- **Classes:** {', '.join(classifier.display_names)}\n"
+    f"- **Preprocessing:** {metadata.get('preprocessing', '')}\n"
+    f"- **Calibration:** temperature scaling on the validation split (T = "
+    f"{classifier.temperature:.2f}), so the confidence shown is a calibrated probability\n"
+    + (f"- **Training:** {training.get('head_epochs', '?')} head epochs, then fine-tuning from "
+       f"`{training.get('fine_tune_from', '?')}` for up to {training.get('epochs', '?')} epochs "
+       f"({training.get('minutes', '?')} min)\n" if training else "")
+    + f"- **Version:** {model_card.version_line(metadata)}"
+)
+
+headline = model_card.headline_metrics(metadata)
+if headline.empty:
+    st.info("This model folder records no evaluation figures yet.")
+else:
+    st.subheader("Validation and test figures")
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe(headline, hide_index=True, width="stretch", column_config={
+        "accuracy": percent, "macro-F1": percent, "top-2 accuracy": percent,
+        "calibration error (ECE)": st.column_config.NumberColumn(format="%.3f")})
+    st.caption("The internal test split comes from the same source as the training images; "
+               "expect lower figures on images from other labs, stains and microscopes.")
+    split = "test" if (metadata.get("metrics") or {}).get("test") else "validation"
+    table_column, matrix_column = st.columns([1, 1.2])
+    with table_column:
+        st.markdown(f"**Per class ({'internal test' if split == 'test' else split} split)**")
+        st.dataframe(model_card.per_class_table(metadata, split), hide_index=True, width="stretch",
+                     column_config={"precision": percent, "recall": percent, "F1": percent})
+    matrix = model_card.confusion(metadata, split)
+    if matrix:
+        with matrix_column:
+            st.plotly_chart(charts.confusion_matrix_heatmap(
+                matrix, classifier.display_names, f"Confusion matrix ({split})"),
+                key="confusion_matrix")
+
+history = model_card.read_history(classifier.folder) if classifier.folder else None
+if history:
+    st.plotly_chart(charts.training_curves(history), key="training_curves")
+else:
+    st.caption("No training history (history.json) in this model folder.")

@@ -1,0 +1,169 @@
+"""Classify a set of files in memory: one result per good file, one message per bad one.
+
+The Classify page hands over (name, bytes) pairs from uploads, the camera or the data folder and
+shows what comes back; nothing here touches the disk, so uploads are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
+from hematovision_core.predict import Prediction
+from hematovision_core.preprocessing import ImageError, load_image, to_model_input
+
+UNCERTAIN_BELOW = 0.60  # top calibrated probability under this: the model is unsure
+UNCERTAIN_MARGIN = 0.15  # or the top two within this of each other: a coin toss between them
+DISPLAY_MAX_SIDE = 640  # the copy kept for display and overlays, in pixels (long side)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    name: str  # the file name as the user gave it (shown, never used as a path)
+    digest: str  # sha1 of the file's bytes: the cache key for its heatmaps
+    image_rgb: np.ndarray  # (h, w, 3) uint8 display copy, long side <= DISPLAY_MAX_SIDE
+    pixels: np.ndarray  # (size, size, 3) float32 in [-1, 1]: what the model saw
+    prediction: Prediction
+    uncertainty: str | None  # a sentence naming both candidates, or None when confident
+    true_label: str | None = None  # known for examples drawn from the data folder
+
+    @property
+    def uncertain(self) -> bool:
+        return self.uncertainty is not None
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    name: str
+    message: str  # user-facing, from the ImageError
+
+
+def file_digest(data: bytes) -> str:
+    """sha1 hex digest of a file's bytes."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def uncertainty(prediction: Prediction, display_names: Sequence[str],
+                below: float = UNCERTAIN_BELOW, margin: float = UNCERTAIN_MARGIN) -> str | None:
+    """A notice naming the two candidates when the top probability is low or the top two close."""
+    (first, p_first), (second, p_second) = prediction.top(2)
+    if p_first >= below and p_first - p_second >= margin:
+        return None
+    reason = "low confidence" if p_first < below else "two classes are close"
+    return (f"Uncertain ({reason}): {display_names[first]} ({p_first:.0%}) or "
+            f"{display_names[second]} ({p_second:.0%}). Check the morphology yourself.")
+
+
+def _display_copy(image: Image.Image) -> np.ndarray:
+    image = image.copy()
+    image.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def classify_files(classifier, files: Sequence[tuple[str, bytes]],
+                   true_labels: Sequence[str | None] | None = None,
+                   ) -> tuple[list[ImageResult], list[ImageFailure]]:
+    """Decode, check and classify (name, bytes) pairs in one batch; bad files become failures.
+
+    Results and failures each keep the input order.
+    """
+    true_labels = list(true_labels) if true_labels is not None else [None] * len(files)
+    if len(true_labels) != len(files):
+        raise ValueError("true_labels must have one entry per file")
+    good, failures = [], []
+    for (name, data), true_label in zip(files, true_labels):
+        try:
+            image = load_image(bytes(data))  # RGB, EXIF applied; ImageError for bad input
+            pixels = to_model_input(image, classifier.input_size)
+        except ImageError as error:
+            failures.append(ImageFailure(name, str(error)))
+            continue
+        good.append((name, file_digest(data), _display_copy(image), pixels, true_label))
+    if not good:
+        return [], failures
+    predictions = classifier.classify_arrays(np.stack([item[3] for item in good]))
+    results = [
+        ImageResult(name, digest, image_rgb, pixels, prediction,
+                    uncertainty(prediction, classifier.display_names), true_label)
+        for (name, digest, image_rgb, pixels, true_label), prediction in zip(good, predictions)
+    ]
+    return results, failures
+
+
+def results_rows(results: Sequence[ImageResult], display_names: Sequence[str]) -> list[dict]:
+    """One plain row per result: file, prediction, confidence, uncertain, runner-up."""
+    rows = []
+    for result in results:
+        (_, _), (second, p_second) = result.prediction.top(2)
+        row = {
+            "file": result.name,
+            "prediction": result.prediction.display_name,
+            "confidence": round(result.prediction.confidence, 4),
+            "uncertain": result.uncertain,
+            "runner_up": display_names[second],
+            "runner_up_probability": round(p_second, 4),
+        }
+        if any(r.true_label for r in results):
+            row["true_label"] = result.true_label or ""
+        rows.append(row)
+    return rows
+
+
+def results_csv(results: Sequence[ImageResult], display_names: Sequence[str]) -> bytes:
+    """The results table as UTF-8 CSV bytes, one row per good file plus a header."""
+    rows = results_rows(results, display_names)
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def differential(results: Sequence[ImageResult], display_names: Sequence[str]) -> dict[str, float]:
+    """Share of each class among the results (display name -> fraction), in model order."""
+    counts = np.bincount([r.prediction.class_index for r in results],
+                         minlength=len(display_names))
+    total = max(int(counts.sum()), 1)
+    return {name: float(count) / total for name, count in zip(display_names, counts)}
+
+
+def dataset_folder(data_dir: str | Path, metadata: dict) -> Path:
+    """Where the model's dataset lives on this machine: <data_dir>/<metadata data.dataset>."""
+    data = metadata.get("data") or {}
+    return Path(data_dir) / (data.get("dataset") or data.get("root_name") or "pbc")
+
+
+def example_records(model_folder: str | Path | None, data_dir: str | Path,
+                    metadata: dict) -> list[ImageRecord]:
+    """Labelled images to draw examples from: the model's test split when its manifest is here
+    (images it never trained on), else every image found in the dataset folder."""
+    root = dataset_folder(data_dir, metadata)
+    if not root.is_dir():
+        return []
+    manifest_name = (metadata.get("data") or {}).get("split_manifest")
+    if model_folder is not None and manifest_name and (Path(model_folder) / manifest_name).is_file():
+        test = [r for r in read_manifest(Path(model_folder) / manifest_name, root)
+                if r.split == "test"]
+        present = [r for r in test if r.path.is_file()]
+        if present:
+            return present
+    classes = set(metadata.get("classes") or [])
+    return [r for r in discover(root, verify=False).records
+            if r.path.suffix.lower() in IMAGE_EXTENSIONS and (not classes or r.label in classes)]
+
+
+def draw_example(records: Sequence[ImageRecord], seed: int | None = None) -> ImageRecord:
+    """One record at random (reproducible with `seed`)."""
+    if not records:
+        raise ValueError("No example images to draw from")
+    return random.Random(seed).choice(list(records))

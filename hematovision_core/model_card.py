@@ -1,0 +1,71 @@
+"""The facts a model card shows, read from a model folder's model.json and history.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from hematovision_core.model_io import HISTORY_FILE
+
+
+def read_history(folder: str | Path) -> dict | None:
+    """history.json of a model folder, or None when it is absent or unreadable."""
+    path = Path(folder) / HISTORY_FILE
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return history if isinstance(history, dict) and history.get("epochs") else None
+
+
+def split_sizes(metadata: dict) -> dict[str, int]:
+    """Images per split (train, val, test) from model.json's data counts."""
+    counts = (metadata.get("data") or {}).get("counts") or {}
+    return {split: int(sum(per_class.values())) for split, per_class in counts.items()}
+
+
+def headline_metrics(metadata: dict) -> pd.DataFrame:
+    """One row per evaluated split: images, accuracy, macro-F1, top-2 accuracy, ECE."""
+    rows = []
+    for split, label in (("validation", "validation"), ("test", "internal test")):
+        figures = (metadata.get("metrics") or {}).get(split)
+        if figures:
+            rows.append({"split": label, "images": figures.get("n"),
+                         "accuracy": figures.get("accuracy"), "macro-F1": figures.get("macro_f1"),
+                         "top-2 accuracy": figures.get("top2_accuracy"),
+                         "calibration error (ECE)": figures.get("ece")})
+    return pd.DataFrame(rows)
+
+
+def per_class_table(metadata: dict, split: str = "test") -> pd.DataFrame:
+    """Precision, recall, F1 and support per class on one split, in model order."""
+    figures = (metadata.get("metrics") or {}).get(split) or {}
+    per_class = figures.get("per_class") or {}
+    train_counts = ((metadata.get("data") or {}).get("counts") or {}).get("train") or {}
+    rows = []
+    for cls, name in zip(metadata["classes"], metadata["display_names"]):
+        scores = per_class.get(cls)
+        if scores is None:
+            continue
+        rows.append({"class": name, "precision": scores.get("precision"),
+                     "recall": scores.get("recall"), "F1": scores.get("f1"),
+                     f"{split} images": scores.get("support"),
+                     "training images": train_counts.get(cls)})
+    return pd.DataFrame(rows)
+
+
+def confusion(metadata: dict, split: str = "test") -> list[list[int]] | None:
+    """The confusion matrix (rows true, columns predicted) of a split, if recorded."""
+    figures = (metadata.get("metrics") or {}).get(split) or {}
+    return figures.get("confusion_matrix")
+
+
+def version_line(metadata: dict) -> str:
+    """Model name, short checksum and library versions, for reports and captions."""
+    versions = metadata.get("library_versions") or {}
+    libraries = ", ".join(f"{name} {version}" for name, version in versions.items())
+    checksum = (metadata.get("model_sha256") or "")[:12]
+    line = f"{metadata.get('name', 'model')} (sha256 {checksum})"
+    return f"{line}; {libraries}" if libraries else line

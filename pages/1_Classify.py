@@ -1,0 +1,204 @@
+"""Classify: upload, photograph or draw blood-cell images; see the prediction and where it looks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import streamlit as st
+
+from app_support import (classify_files, data_missing_message, disclaimer, example_pool,
+                         get_settings, heatmap_for, model_key, model_sidebar, plain)
+from hematovision_core import charts
+from hematovision_core.batch import (dataset_folder, differential, draw_example, file_digest,
+                                     results_csv, results_rows)
+from hematovision_core.data import IMAGE_EXTENSIONS
+from hematovision_core.gradcam import COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, overlay
+from hematovision_core.morphology import card_for
+from hematovision_core.report import html_report
+
+st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/biotech:",
+                   layout="wide")
+
+SOURCES = ("Upload images", "Camera", "Random example")
+UPLOAD_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
+PREDICTED = "predicted"  # the "class to explain" option that follows each image's prediction
+DEPTH_HELP = {"early": "early block: edges and colour", "middle": "middle block: textures",
+              "last": "last block: whole-cell evidence"}
+
+settings = get_settings()
+classifier = model_sidebar(settings)
+key = model_key(classifier)
+st.title(":material/biotech: Classify a blood-cell image")
+disclaimer()
+
+
+def inputs_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
+    """Draw the input widgets; return (name, bytes) pairs and true labels (examples only)."""
+    source = st.segmented_control("Images from", SOURCES, default=SOURCES[0], key="source",
+                                  required=True) \
+        or SOURCES[0]
+    if source == "Camera":
+        photo = st.camera_input("Photograph a cell (e.g. a phone on the eyepiece)", key="camera")
+        return ([("camera photo", photo.getvalue())] if photo else []), None
+    if source == "Random example":
+        return example_ui()
+    uploads = st.file_uploader("Upload one or more single-cell images", type=UPLOAD_TYPES,
+                               accept_multiple_files=True, key="uploads")
+    st.caption("Images are processed in memory and never stored.")
+    return [(upload.name, upload.getvalue()) for upload in uploads or []], None
+
+
+def example_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
+    """A random labelled image from the data folder (the model's test split when known)."""
+    folder = str(classifier.folder) if classifier.folder else None
+    pool = example_pool(folder, str(settings.data_dir), classifier.metadata)
+    if not pool:
+        dataset = dataset_folder(settings.data_dir, classifier.metadata).name
+        data_missing_message(settings, dataset.split("/")[0])
+        return [], None
+    if st.button("Draw a random example", icon=":material/casino:", key="draw_example") \
+            or "example" not in st.session_state:
+        st.session_state["example"] = draw_example([tuple(item) for item in pool])
+    path, label = st.session_state["example"]
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        st.error(f"Cannot read the example {plain(Path(path).name)}: {error}")
+        return [], None
+    return [(Path(path).name, data)], [label]
+
+
+def explain_controls_ui() -> dict:
+    """Grad-CAM controls; returns method, class option, depth, opacity and colour map."""
+    columns = st.columns([1.2, 1.4, 1.4, 1.2, 1])
+    method = columns[0].selectbox("Method", METHODS, key="method",
+                                  help="Score-CAM and SmoothGrad are slower (seconds).")
+    class_option = columns[1].selectbox(
+        "Evidence for", [PREDICTED, *classifier.classes], key="explain_class",
+        format_func=lambda c: "the predicted class" if c == PREDICTED
+        else classifier.display_names[classifier.classes.index(c)])
+    depth = columns[2].radio("Layer", list(EXPLAIN_LAYERS), key="depth", horizontal=True,
+                             disabled=method == "SmoothGrad", captions=None,
+                             help="; ".join(DEPTH_HELP.values()))
+    opacity = columns[3].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    colormap = columns[4].selectbox("Colour map", list(COLORMAPS), key="colormap")
+    return dict(method=method, class_option=class_option, depth=depth, opacity=opacity,
+                colormap=colormap)
+
+
+def prediction_ui(result) -> None:
+    """Predicted class, confidence, uncertainty, probabilities and the morphology card."""
+    prediction = result.prediction
+    left, right = st.columns([1, 1.3])
+    with left:
+        st.image(result.image_rgb, caption=result.name, width="stretch")
+    with right:
+        st.metric("Predicted cell type", prediction.display_name,
+                  f"{prediction.confidence:.1%} calibrated confidence", delta_color="off")
+        if result.true_label:
+            truth = classifier.display_names[classifier.classes.index(result.true_label)] \
+                if result.true_label in classifier.classes else result.true_label
+            verdict = ":green[correct]" if result.true_label == prediction.label else ":red[wrong]"
+            st.markdown(f"**True label:** {truth} ({verdict})")
+        if result.uncertainty:
+            st.warning(result.uncertainty, icon=":material/help:")
+        st.plotly_chart(charts.probability_bars(prediction.probabilities, classifier.display_names),
+                        key=f"probabilities_{result.digest}")
+    card = card_for(prediction.label)
+    if card:
+        with st.expander(f"Morphology: {card.display_name}", expanded=True):
+            facts = st.columns(5)
+            for column, (name, value) in zip(facts, (("Size", card.size), ("Nucleus", card.nucleus),
+                                                     ("Cytoplasm", card.cytoplasm),
+                                                     ("Granules", card.granules),
+                                                     ("Normal share", card.normal_share))):
+                column.markdown(f"**{name}**  \n{value}")
+            st.markdown("**Look for:** " + "; ".join(card.key_features))
+            for other, how in card.look_alikes.items():
+                other_card = card_for(other)
+                st.markdown(f"- **vs {other_card.display_name if other_card else other}:** {how}")
+
+
+def explanation_ui(result, controls: dict):
+    """Original, heatmap and overlay side by side; returns (heatmap, overlay) or None."""
+    method = controls["method"]
+    class_index = result.prediction.class_index if controls["class_option"] == PREDICTED \
+        else classifier.classes.index(controls["class_option"])
+    request = (result.digest, class_index, controls["depth"])
+    if method == "Score-CAM" and request not in st.session_state.setdefault("scorecam_asked", set()):
+        st.info("Score-CAM runs the model once per feature map (a few seconds).")
+        if not st.button("Compute Score-CAM", key="run_scorecam", icon=":material/play_arrow:"):
+            return None
+        st.session_state["scorecam_asked"].add(request)
+    with st.spinner(f"Computing {method}..."):
+        heatmap = heatmap_for(key, result.digest, class_index, method, controls["depth"],
+                              classifier, result.pixels)
+    blended = overlay(result.image_rgb, heatmap, controls["opacity"], controls["colormap"])
+    images = st.columns(3)
+    images[0].image(result.image_rgb, caption="Original", width="stretch")
+    images[1].image(colorize(heatmap, controls["colormap"]), width="stretch",
+                    caption=f"{method}: evidence for {classifier.display_names[class_index]}")
+    images[2].image(blended, caption=f"Overlay (layer {heatmap.layer})", width="stretch")
+    return heatmap, blended
+
+
+def batch_ui(results) -> object:
+    """Table, differential chart and CSV for many images; returns the result to show in detail."""
+    rows = results_rows(results, classifier.display_names)
+    names = [result.name for result in results]
+
+    def select_row() -> None:  # a click in the table selects that file below
+        selected = st.session_state["results_table"].selection.rows
+        if selected:
+            st.session_state["selected_file"] = selected[0]
+
+    st.subheader(f"{len(results)} images")
+    left, right = st.columns([1.6, 1])
+    with left:
+        st.dataframe(rows, key="results_table", on_select=select_row, selection_mode="single-row",
+                     hide_index=True, width="stretch",
+                     column_config={"confidence": st.column_config.ProgressColumn(
+                         "confidence", format="percent", min_value=0.0, max_value=1.0),
+                         "runner_up_probability": st.column_config.NumberColumn(
+                             "runner-up p", format="percent")})
+        st.download_button("Download results (CSV)", results_csv(results, classifier.display_names),
+                           file_name="hematovision-results.csv", mime="text/csv", key="csv",
+                           on_click="ignore", icon=":material/download:")
+    with right:
+        st.plotly_chart(charts.differential_chart(differential(results, classifier.display_names)),
+                        key="differential")
+    if st.session_state.get("selected_file", 0) >= len(results):
+        st.session_state["selected_file"] = 0
+    index = st.selectbox("Show image", range(len(results)), format_func=lambda i: names[i],
+                         key="selected_file")
+    return results[index]
+
+
+files, true_labels = inputs_ui()
+results, failures = [], []
+if files:
+    with st.spinner("Classifying..."):
+        file_keys = tuple((name, file_digest(data))
+                          for name, data in files)
+        results, failures = classify_files(key, file_keys, classifier, files,
+                                           tuple(true_labels) if true_labels else None)
+for failure in failures:
+    st.error(f"**{plain(failure.name)}**: {failure.message}", icon=":material/error:")
+
+if results:
+    shown = batch_ui(results) if len(results) > 1 else results[0]
+    st.divider()
+    prediction_ui(shown)
+    st.subheader("Where does the model look?")
+    explained = explanation_ui(shown, explain_controls_ui())
+    if explained:
+        heatmap, blended = explained
+        report = html_report(shown, blended, heatmap, classifier.metadata,
+                             datetime.now(timezone.utc))
+        st.download_button("Download report (HTML)", report.encode("utf-8"),
+                           file_name=f"hematovision-report-{shown.digest[:8]}.html",
+                           mime="text/html", key="report", on_click="ignore",
+                           icon=":material/description:")
+elif not failures and not files:
+    st.info("Add an image above to classify it.", icon=":material/arrow_upward:")
