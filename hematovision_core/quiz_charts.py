@@ -35,12 +35,15 @@ def class_accuracy_bars(table: pd.DataFrame, title: str = "Accuracy per cell typ
     shown = table[table["answered"] > 0]
     figure = go.Figure()
     figure.add_bar(x=shown["cell"], y=shown["accuracy"], name=who, marker_color=HUMAN_COLOUR,
+                   text=[f"{value:.0%}" for value in shown["accuracy"]], textposition="outside",
                    customdata=shown[["correct", "answered"]],
                    hovertemplate="%{x}: %{y:.0%} (%{customdata[0]}/%{customdata[1]})<extra></extra>")
     if shown["model_accuracy"].notna().any():
         figure.add_bar(x=shown["cell"], y=shown["model_accuracy"], name="Model",
-                       marker_color=MODEL_COLOUR, hovertemplate="%{x}: %{y:.0%}<extra>Model</extra>")
-    figure.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%"),
+                       marker_color=MODEL_COLOUR, textposition="outside",
+                       text=[f"{value:.0%}" if value == value else "" for value in
+                             shown["model_accuracy"]], hovertemplate="%{x}: %{y:.0%}<extra>Model</extra>")
+    figure.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1.12], tickformat=".0%"),
                          margin=dict(l=10, r=10, t=50, b=10), height=340)
     return figure
 

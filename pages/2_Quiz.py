@@ -68,16 +68,20 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     length = quiz.PRACTICE_LENGTH if values["mode"] == "practice" else int(values["length"])
     spec = quiz.QuizSpec(code, classifier.name, values["mode"], values["difficulty"], length)
     if spec.difficulty in quiz.NEEDS_PREDICTIONS:
-        bar = st.progress(0.0, text="The model looks at the quiz images once (cached afterwards)...")
-        pool = predicted_pool(classifier, pool, settings.cache_dir,
-                              progress=lambda done, total: bar.progress(done / total))
+        message = "The model looks at the quiz images once (kept for next time): {} of {}"
+        bar = st.progress(0.0, text=message.format(0, "..."))
+        pool = predicted_pool(classifier, pool, settings.cache_dir, progress=lambda done, total:
+                              bar.progress(done / total, text=message.format(done, total)))
         bar.empty()
     questions = quiz.plan_questions(pool, spec, classifier.classes)
     if not questions:
         raise ValueError("No images match this difficulty for this model; try another one.")
+    notice = None
+    if spec.mode != "practice" and spec.difficulty != "adaptive" and len(questions) < length:
+        notice = f"Only {len(questions)} images match this difficulty, so the quiz is that long."
     return {"spec": spec, "nickname": nickname, "questions": questions, "answers": [],
             "views": {}, "shown_at": None, "hint": False, "feedback": None, "finished": False,
-            "save_error": None}
+            "save_error": None, "notice": notice}
 
 
 def record_answer(state: dict, given: str, pool: list[Candidate]) -> None:
@@ -138,7 +142,8 @@ def question_ui(state: dict, pool: list[Candidate]) -> None:
     question = state["questions"][index]
     if state["shown_at"] is None:
         state["shown_at"] = time.monotonic()
-    total = "" if spec.mode == "practice" else f" of {spec.length}"
+    planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
+    total = "" if spec.mode == "practice" else f" of {planned}"
     st.subheader(f"Question {question.number}{total}")
     picture, buttons = st.columns([1, 1])
     picture.image(str(question.path), width=360)
@@ -243,6 +248,9 @@ if state["feedback"] is None and len(state["answers"]) >= len(state["questions"]
 st.markdown(f"**{state['nickname']}** · {quiz.MODE_LABELS[spec.mode]} · "
             f"{quiz.DIFFICULTY_LABELS[spec.difficulty]} · quiz code **`{spec.code}`** "
             "(share it: the same code gives the same questions)")
+if state["notice"]:
+    st.info(state["notice"])
+    state["notice"] = None
 if state["save_error"]:
     st.warning(f"{state['save_error']} Your quiz goes on, but this answer is not kept.")
     state["save_error"] = None
@@ -262,8 +270,9 @@ elif state["feedback"] is not None:
 else:
     question_ui(state, pool)
     if spec.mode == "exam":
-        st.progress(len(state["answers"]) / spec.length,
-                    text=f"{len(state['answers'])} of {spec.length} answered; feedback at the end")
+        planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
+        st.progress(len(state["answers"]) / planned,
+                    text=f"{len(state['answers'])} of {planned} answered; feedback at the end")
     else:
         progress_ui(state)
 
