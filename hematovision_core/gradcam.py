@@ -44,7 +44,6 @@ COLORMAPS: dict[str, int] = {
     "magma": cv2.COLORMAP_MAGMA,
     "hot": cv2.COLORMAP_HOT,
 }
-EPSILON = 1e-7  # as tf-keras-vis's normalize(), so the compiled path matches it
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,8 @@ def _compile_gradcam(classifier, layer: str):
         cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))[0]  # (h, w)
         cam = rows @ cam @ columns  # (size, size)
         low, high = tf.reduce_min(cam), tf.reduce_max(cam)
-        return (cam - low) / (high - low + EPSILON)
+        # Scale-free: a weak model's map (range 1e-9) still spans [0, 1]; a flat map stays 0.
+        return tf.math.divide_no_nan(cam - low, high - low)
 
     return gradcam
 
@@ -152,7 +152,9 @@ def _tf_keras_vis_map(classifier, pixels: np.ndarray, class_index: int, method: 
     # tf-keras-vis passes inputs as a list (a harmless Keras 3 warning) and Score-CAM calls
     # model.predict, which would draw a progress bar into the server log.
     warnings.filterwarnings("ignore", message="The structure of `inputs`")
-    on_layer = dict(penultimate_layer=layer, seek_penultimate_conv_layer=False)
+    # Raw maps: `compute_heatmap` normalises every method the same way (`normalize`).
+    on_layer = dict(penultimate_layer=layer, seek_penultimate_conv_layer=False,
+                    normalize_cam=False)
     if method == "Grad-CAM":
         values = Gradcam(model, clone=False)(score, seed, **on_layer)
     elif method == "Grad-CAM++":
@@ -164,7 +166,8 @@ def _tf_keras_vis_map(classifier, pixels: np.ndarray, class_index: int, method: 
             values = Scorecam(model, clone=False)(score, seed, max_N=channels, **on_layer)
     else:
         values = Saliency(model, clone=False)(score, seed, smooth_samples=SMOOTHGRAD_SAMPLES,
-                                              smooth_noise=SMOOTHGRAD_NOISE)
+                                              smooth_noise=SMOOTHGRAD_NOISE,
+                                              normalize_map=False)
     return np.asarray(values, dtype=np.float32).reshape(pixels.shape[:2])
 
 
@@ -198,18 +201,32 @@ def compute_heatmap(classifier, pixels: np.ndarray, class_index: int, method: st
         values = _gradcam_function(classifier, name)(
             tf.constant(pixels[None]), tf.constant(class_index, tf.int32)).numpy()
     else:
-        values = _tf_keras_vis_map(classifier, pixels, class_index, method, name)
+        values = normalize(_tf_keras_vis_map(classifier, pixels, class_index, method, name))
     if method == "SmoothGrad":
         name = SMOOTHGRAD_LAYER
     values = np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0)
     return Heatmap(values, method, int(class_index), name)
 
 
+def normalize(values: np.ndarray) -> np.ndarray:
+    """Rescale a map to [0, 1] whatever its magnitude; a flat (or empty) map becomes zeros."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
+    low, high = float(values.min()), float(values.max())
+    if not high > low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
 def reference_gradcam(classifier, pixels: np.ndarray, class_index: int,
                       layer: str = "last") -> np.ndarray:
-    """tf-keras-vis's own Grad-CAM (slow, eager) of the same map, to check the compiled path."""
+    """tf-keras-vis's Grad-CAM of the same map (slow, eager), to check the compiled path.
+
+    Its raw map goes through our `normalize`: tf-keras-vis divides by (range + 1e-7), which
+    differs from an exact rescale by 1e-7 / range, i.e. visibly for weak, low-range maps.
+    """
     pixels = _check_inputs(classifier, pixels, class_index, "Grad-CAM")
-    return _tf_keras_vis_map(classifier, pixels, class_index, "Grad-CAM", layer_name(layer))
+    return normalize(_tf_keras_vis_map(classifier, pixels, class_index, "Grad-CAM",
+                                       layer_name(layer)))
 
 
 def colorize(heatmap: Heatmap, colormap: str = "jet") -> np.ndarray:

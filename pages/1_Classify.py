@@ -71,16 +71,17 @@ def example_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
 
 def explain_controls_ui() -> dict:
     """Grad-CAM controls; returns method, class option, depth, opacity and colour map."""
-    columns = st.columns([1.2, 1.4, 1.4, 1.2, 1])
+    columns = st.columns([1.1, 1.3, 1.7, 1.1, 0.9])
     method = columns[0].selectbox("Method", METHODS, key="method",
                                   help="Score-CAM and SmoothGrad are slower (seconds).")
     class_option = columns[1].selectbox(
         "Evidence for", [PREDICTED, *classifier.classes], key="explain_class",
         format_func=lambda c: "the predicted class" if c == PREDICTED
         else classifier.display_names[classifier.classes.index(c)])
-    depth = columns[2].radio("Layer", list(EXPLAIN_LAYERS), key="depth", horizontal=True,
-                             disabled=method == "SmoothGrad", captions=None,
-                             help="; ".join(DEPTH_HELP.values()))
+    depth = columns[2].radio("Layer", list(EXPLAIN_LAYERS), index=len(EXPLAIN_LAYERS) - 1,
+                             key="depth", horizontal=True, disabled=method == "SmoothGrad",
+                             help="; ".join(DEPTH_HELP.values())
+                             + ". SmoothGrad explains the input pixels, so it has no layer.")
     opacity = columns[3].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     colormap = columns[4].selectbox("Colour map", list(COLORMAPS), key="colormap")
     return dict(method=method, class_option=class_option, depth=depth, opacity=opacity,
@@ -95,7 +96,8 @@ def prediction_ui(result) -> None:
         st.image(result.image_rgb, caption=result.name, width="stretch")
     with right:
         st.metric("Predicted cell type", prediction.display_name,
-                  f"{prediction.confidence:.1%} calibrated confidence", delta_color="off")
+                  f"{prediction.confidence:.1%} calibrated confidence", delta_color="off",
+                  delta_arrow="off")
         if result.true_label:
             truth = classifier.display_names[classifier.classes.index(result.true_label)] \
                 if result.true_label in classifier.classes else result.true_label

@@ -89,6 +89,19 @@ def test_every_method_gives_a_map_of_input_size_in_unit_range(tiny_classifier, p
     assert heatmap.layer == expected_layer
 
 
+def test_maps_span_the_unit_range_even_for_a_random_model(tiny_classifier, pixels):
+    # The random tiny model's raw maps are ~1e-12: normalising must not flatten them to zero.
+    heatmap = compute_heatmap(tiny_classifier, pixels, 0, "Grad-CAM", "last")
+    assert heatmap.values.min() == 0.0 and heatmap.values.max() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_normalize_is_scale_free_and_safe_on_flat_maps():
+    ramp = np.linspace(0, 1e-9, 12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_allclose(gradcam.normalize(ramp), ramp / 1e-9, atol=1e-6)
+    assert not gradcam.normalize(np.full((3, 3), 5.0)).any()
+    assert not gradcam.normalize(np.full((3, 3), np.nan)).any()
+
+
 def test_compiled_function_is_built_once_per_classifier_and_layer(tiny_classifier, pixels):
     compute_heatmap(tiny_classifier, pixels, 0, layer="last")
     first = gradcam._gradcam_function(tiny_classifier, EXPLAIN_LAYERS["last"])
