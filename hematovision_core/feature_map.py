@@ -22,8 +22,9 @@ class FeatureMap:
 def pca_2d(features: np.ndarray) -> FeatureMap:
     """Project (N, D) features onto their first two principal components.
 
-    Uses the eigenvectors of the D x D covariance (cheap for N >> D = 1280); signs are fixed so
-    each component's largest loading is positive, which makes the map reproducible.
+    Uses the eigenvectors of the D x D covariance when N >= D (the usual case, D = 1280), else the
+    SVD of the data; signs are fixed so each component's largest loading is positive, which makes
+    the map reproducible.
     """
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2:
@@ -34,11 +35,17 @@ def pca_2d(features: np.ndarray) -> FeatureMap:
         return FeatureMap(np.zeros((count, 2), np.float32), (0.0, 0.0),
                           np.zeros((2, width), np.float32), mean.astype(np.float32))
     centred = features - mean
-    covariance = centred.T @ centred / (count - 1)  # (D, D)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending order
-    top = eigenvectors[:, ::-1][:, :2].T  # (2, D), largest variance first
-    if top.shape[0] < 2:  # D == 1: the second axis is empty
-        top = np.vstack([top, np.zeros((1, width))])
+    if count < width:
+        # Few points: the SVD of the (N, D) data is cheaper than the D x D covariance.
+        _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+        eigenvalues = np.sort(singular ** 2 / (count - 1))  # ascending, as eigh gives them
+        top = directions[:2]
+    else:
+        covariance = centred.T @ centred / (count - 1)  # (D, D)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)  # ascending order
+        top = eigenvectors[:, ::-1][:, :2].T  # (2, D), largest variance first
+    if top.shape[0] < 2:  # a single component exists: the second axis is empty
+        top = np.vstack([top, np.zeros((2 - top.shape[0], width))])
     signs = np.sign(top[np.arange(2), np.abs(top).argmax(axis=1)])
     top = top * np.where(signs == 0, 1.0, signs)[:, None]
     total = float(eigenvalues.sum())

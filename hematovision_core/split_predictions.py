@@ -13,7 +13,9 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +123,20 @@ def classifier_probabilities(classifier, logits: np.ndarray) -> np.ndarray:
     return apply_temperature(logits, classifier.temperature)
 
 
+# Keras model -> its compiled two-output forward pass; tracing takes seconds, so do it once per
+# model (weak keys: a dropped model frees its graph). Streamlit runs sessions in threads.
+_compiled: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
+_compiled_lock = threading.Lock()
+
+
+def compiled_forward(classifier):
+    """The model's compiled forward pass, built on first use and shared afterwards."""
+    with _compiled_lock:
+        if classifier.model not in _compiled:
+            _compiled[classifier.model] = build_forward(classifier)
+        return _compiled[classifier.model]
+
+
 def build_forward(classifier):
     """A compiled function: uint8 images (N, S, S, 3) -> (pooled features, logits)."""
     import keras
@@ -156,7 +172,7 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
     Returns:
         (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
     """
-    forward = build_forward(classifier)
+    forward = compiled_forward(classifier)
     size = classifier.input_size
     total = len(paths)
     features, logits, kept = [], [], []

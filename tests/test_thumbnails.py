@@ -1,0 +1,56 @@
+"""Thumbnails and Grad-CAM overlays are made once, then served from disk."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from explorer_fixtures import owning_classifier, owning_model_folder, small_data  # noqa: F401
+from hematovision_core import thumbnails
+from hematovision_core.predict import Classifier
+
+
+def counting_loads(monkeypatch) -> list:
+    calls = []
+    original = thumbnails.load_image
+    monkeypatch.setattr(thumbnails, "load_image", lambda path: calls.append(path) or original(path))
+    return calls
+
+
+def test_a_thumbnail_is_made_once(tmp_path, monkeypatch):
+    source = tmp_path / "cell.png"
+    Image.new("RGB", (300, 200), (180, 60, 120)).save(source)
+    loads = counting_loads(monkeypatch)
+    first = thumbnails.thumbnail(tmp_path / "cache", source)
+    second = thumbnails.thumbnail(tmp_path / "cache", source)
+    assert first == second and len(loads) == 1
+    assert first.is_relative_to(tmp_path / "cache" / "thumbnails")
+    with Image.open(first) as image:
+        assert image.size == (thumbnails.THUMBNAIL_SIZE, thumbnails.THUMBNAIL_SIZE)
+    # An edited image gets a new thumbnail.
+    Image.new("RGB", (300, 200), (20, 60, 120)).save(source)
+    os.utime(source, ns=(1, 1))
+    assert thumbnails.thumbnail(tmp_path / "cache", source) != first
+
+
+def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data, tmp_path,
+                                                  monkeypatch):
+    from hematovision_core import gradcam
+
+    # Grad-CAM itself is tested in test_gradcam.py; a stand-in keeps this test fast.
+    fake = lambda classifier, pixels, class_index: gradcam.Heatmap(  # noqa: E731
+        np.linspace(0, 1, pixels.shape[0] ** 2, dtype=np.float32).reshape(pixels.shape[:2]),
+        "Grad-CAM", class_index, "out_relu")
+    monkeypatch.setattr(gradcam, "compute_heatmap", fake)
+    image = next((small_data / "pbc" / "eosinophil").iterdir())
+    loads = counting_loads(monkeypatch)
+    first = thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0)
+    assert thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0) == first
+    assert len(loads) == 1
+    with Image.open(first) as overlay:
+        assert overlay.size == (owning_classifier.input_size,) * 2
+    other = Classifier(owning_classifier.model,
+                       {**owning_classifier.metadata, "model_sha256": "1" * 64})
+    assert thumbnails.heatmap_overlay(tmp_path, other, image, class_index=0) != first
