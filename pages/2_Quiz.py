@@ -80,11 +80,11 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     if spec.mode != "practice" and spec.difficulty != "adaptive" and len(questions) < length:
         notice = f"Only {len(questions)} images match this difficulty, so the quiz is that long."
     return {"spec": spec, "nickname": nickname, "questions": questions, "answers": [],
-            "views": {}, "shown_at": None, "hint": False, "feedback": None, "finished": False,
+            "overlay": None, "shown_at": None, "hint": False, "feedback": None, "finished": False,
             "save_error": None, "notice": notice}
 
 
-def record_answer(state: dict, given: str, pool: list[Candidate]) -> None:
+def record_answer(state: dict, given: str) -> None:
     """Judge and store an answer, prepare the feedback and the next question."""
     spec, index = state["spec"], len(state["answers"])
     question = state["questions"][index]
@@ -108,10 +108,11 @@ def record_answer(state: dict, given: str, pool: list[Candidate]) -> None:
     except storage.StorageError as error:
         state["save_error"] = str(error)
     if view is not None:
-        state["views"][question.image_id] = view.overlay
+        state["overlay"] = view.overlay  # only the latest: the review shows no heatmaps
         state["feedback"] = answer
     if spec.difficulty == "adaptive":
-        following = quiz.next_adaptive_question(pool, spec, classifier.classes, state["answers"])
+        following = quiz.next_adaptive_question(load_pool(), spec, classifier.classes,
+                                                state["answers"])
         if following:
             state["questions"].append(following)
     state["hint"], state["shown_at"] = False, None
@@ -136,7 +137,7 @@ def scoreboard_ui(state: dict) -> None:
         columns[4].metric("You vs Model", f"{result.correct} : {result.model_correct}")
 
 
-def question_ui(state: dict, pool: list[Candidate]) -> None:
+def question_ui(state: dict) -> None:
     """The image, one button per class, the hint."""
     spec, index = state["spec"], len(state["answers"])
     question = state["questions"][index]
@@ -151,14 +152,14 @@ def question_ui(state: dict, pool: list[Candidate]) -> None:
     for label in classifier.classes:
         if buttons.button(names[label], key=f"answer_{label}", width="stretch"):
             try:
-                record_answer(state, label, pool)
+                record_answer(state, label)
             except ImageError as error:
                 st.error(f"This image cannot be read ({error}); it was skipped.")
                 state["questions"].pop(index)
                 state["shown_at"] = None
                 if spec.difficulty == "adaptive":
-                    following = quiz.next_adaptive_question(pool, spec, classifier.classes,
-                                                            state["answers"])
+                    following = quiz.next_adaptive_question(load_pool(), spec,
+                                                            classifier.classes, state["answers"])
                     state["questions"] += [following] if following else []
                 return
             st.rerun()
@@ -184,7 +185,7 @@ def feedback_ui(state: dict) -> None:
                 f"({answer.model_confidence:.0%} confident): {model_verdict}.")
     left, right = st.columns(2)
     left.image(str(question_for(state, answer).path), caption="The image", width=320)
-    right.image(state["views"][answer.image_id], caption="Where the model looked (Grad-CAM)",
+    right.image(state["overlay"], caption="Where the model looked (Grad-CAM)",
                 width=320)
     last = len(state["answers"]) >= len(state["questions"])
     if st.button("See the results" if last else "Next question", key="next", type="primary"):
@@ -224,13 +225,13 @@ def review_ui(state: dict) -> None:
             right.caption(contrast(answer.answer, answer.truth))
 
 
-pool = load_pool()
 state = st.session_state.get("quiz")
 if state and state["spec"].model_name != classifier.name:
     st.info("You switched models, so the quiz started over.")
     state = st.session_state.quiz = None
 
 if state is None:
+    pool = load_pool()  # read here and for adaptive quizzes only: a fixed quiz keeps its questions
     values = setup_ui()
     st.caption(f"{len(pool)} images the model never trained on (its validation and test split).")
     if st.button("Start the quiz", key="start", type="primary"):
@@ -268,7 +269,7 @@ elif state["feedback"] is not None:
     feedback_ui(state)
     progress_ui(state)
 else:
-    question_ui(state, pool)
+    question_ui(state)
     if spec.mode == "exam":
         planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
         st.progress(len(state["answers"]) / planned,
