@@ -111,6 +111,7 @@ class Answer:
 
     @property
     def model_correct(self) -> bool | None:
+        """Whether the model got this image right (None if its answer is unknown)."""
         return None if self.model_answer is None else self.model_answer == self.truth
 
 
@@ -131,10 +132,12 @@ class Score:
 
     @property
     def accuracy(self) -> float:
+        """Share of right answers (0 before any answer)."""
         return self.correct / self.answered if self.answered else 0.0
 
     @property
     def model_accuracy(self) -> float:
+        """The model's share of right answers on the same images."""
         return self.model_correct / self.model_answered if self.model_answered else 0.0
 
 
@@ -200,12 +203,10 @@ def confusable_pairs(classes: Sequence[str]) -> frozenset[tuple[str, str]]:
 
 def select_candidates(pool: Sequence[Candidate], difficulty: str,
                       classes: Sequence[str], minimum: int = EXAM_LENGTH) -> list[Candidate]:
-    """The images a difficulty may ask about.
-
-    typical: the model is right with confidence >= TYPICAL_CONFIDENCE (every image it gets right
-    when fewer than `minimum` qualify); hard: the model is wrong, or its second choice is a classic
-    look-alike of the true class; mixed and adaptive: the whole pool.
-    """
+    """The images a difficulty may ask about (typical and hard need the model's predictions)."""
+    # typical: the model is right with confidence >= TYPICAL_CONFIDENCE (every image it gets right
+    # when fewer than `minimum` qualify); hard: the model is wrong, or its second choice is a
+    # classic look-alike of the true class; mixed and adaptive: the whole pool.
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"Unknown difficulty {difficulty!r}.")
     if difficulty not in NEEDS_PREDICTIONS:
@@ -221,11 +222,9 @@ def select_candidates(pool: Sequence[Candidate], difficulty: str,
 
 
 def balanced_order(candidates: Sequence[Candidate], rng: np.random.RandomState) -> list[Candidate]:
-    """Shuffle within each class, then deal one image per class per round, classes in random order.
-
-    A 20-question exam over 8 classes thus shows every class two or three times, however unequal
-    the classes are in the data.
-    """
+    """Shuffle within each class, then deal one image per class per round, classes in random order."""
+    # A 20-question exam over 8 classes thus shows every class two or three times, however
+    # unequal the classes are in the data (PBC has 3x more neutrophils than basophils).
     by_class: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in sorted(candidates, key=lambda c: c.image_id):
         by_class[candidate.truth].append(candidate)
@@ -248,10 +247,7 @@ def to_question(candidate: Candidate, number: int) -> Question:
 
 
 def plan_questions(pool: Sequence[Candidate], spec: QuizSpec, classes: Sequence[str]) -> list[Question]:
-    """The quiz's questions in order: the same for every student with the same spec.
-
-    For the adaptive difficulty this is only the first question; see `next_adaptive_question`.
-    """
+    """The quiz's questions in order, the same for the same spec (adaptive: only the first)."""
     if spec.difficulty == "adaptive":
         first = next_adaptive_question(pool, spec, classes, [])
         return [first] if first else []

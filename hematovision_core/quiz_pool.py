@@ -48,6 +48,7 @@ class Candidate:
 
     @property
     def model_correct(self) -> bool | None:
+        """Whether the model's answer is the truth (None before it is classified)."""
         return None if self.predicted is None else self.predicted == self.truth
 
 

@@ -69,11 +69,7 @@ def connect(db_path: str | Path) -> Iterator[sqlite3.Connection]:
 
 
 def _retry_locked(operation):
-    """Run `operation`, trying again a few times if SQLite still reports the database locked.
-
-    Raises:
-        StorageError: the database is unusable (unwritable folder, corrupt file, still locked).
-    """
+    """Run `operation`, retrying while SQLite reports a lock; StorageError when it cannot."""
     for attempt in range(LOCKED_RETRIES + 1):
         try:
             return operation()
