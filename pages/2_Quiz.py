@@ -23,6 +23,10 @@ classifier = model_sidebar(settings)
 names = dict(zip(classifier.classes, classifier.display_names))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
+st.session_state.setdefault("length", quiz.EXAM_LENGTH)
+for key in ("nickname", "quiz_code", "mode", "difficulty", "length"):
+    if key in st.session_state:  # keep the form's values while a quiz hides the form
+        st.session_state[key] = st.session_state[key]
 
 
 def load_pool() -> list[Candidate]:
@@ -56,7 +60,7 @@ def setup_ui() -> dict:
                                       format_func=quiz.DIFFICULTY_LABELS.get),
     }
     values["length"] = right.number_input(
-        "Questions", min_value=5, max_value=100, value=quiz.EXAM_LENGTH, step=5, key="length",
+        "Questions", min_value=5, max_value=100, step=5, key="length",
         disabled=values["mode"] == "practice", help="Practice goes on until you press Finish.")
     return values
 

@@ -118,3 +118,7 @@ def test_exam_ends_with_a_review(quiz_env):
     assert any(f"Review: {wrong} wrong answer" in h.value for h in at.subheader)
     assert metric(at, "Right") == f"{5 - wrong} / 5"
     assert len(storage.load_answers(quiz_env["db"], quiz_code="EXAM-7")) == 5
+
+    at.button(key="new_quiz").click().run()  # back to the form, which kept its values
+    assert at.text_input(key="nickname").value == "ana"
+    assert at.radio(key="mode").value == "exam" and at.number_input(key="length").value == 5
