@@ -1,0 +1,55 @@
+"""The Home page through AppTest: it renders, shows the disclaimer and the model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOME = str(REPO_ROOT / "Home.py")
+SHIPPED_MODELS = ("pbc-8class", "blood-cells-4class")
+TIMEOUT = 120  # seconds: the first run imports TensorFlow and loads the model
+
+
+def run_home(model_name: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(HOME, default_timeout=TIMEOUT)
+    if model_name:
+        at.session_state["model_name"] = model_name
+    return at.run()
+
+
+def test_home_renders_the_guide_and_card_for_the_tiny_model(monkeypatch, tmp_path,
+                                                            tiny_model_folder):
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(tiny_model_folder.parent))
+    monkeypatch.setenv("HEMATOVISION_VAR", str(tmp_path / "var"))
+    at = run_home()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not a diagnostic device" in c.value for c in at.caption)
+    assert at.title[0].value.endswith("HematoVision")
+    assert any(h.value == "Model card: tiny-3class" for h in at.header)
+    # the tiny model records no metrics or history: the card says so instead of failing
+    assert any("no evaluation figures" in i.value for i in at.info)
+
+
+def test_home_stops_with_a_message_when_no_model_exists(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(tmp_path / "empty"))
+    at = run_home()
+    assert not at.exception
+    assert "No trained model found" in at.error[0].value
+
+
+@pytest.mark.parametrize("model_name", SHIPPED_MODELS)
+def test_shipped_model_home_shows_figures_confusion_matrix_and_curves(model_name, monkeypatch):
+    folder = REPO_ROOT / "models" / model_name
+    if not (folder / "model.json").is_file():
+        pytest.skip(f"shipped model {model_name} is not in models/ yet")
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(folder.parent))
+    at = run_home(model_name)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="model_name").value == model_name
+    assert len(at.dataframe) >= 2  # headline figures and the per-class table
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2, "expected the confusion matrix and the training curves"
