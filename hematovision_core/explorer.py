@@ -183,11 +183,11 @@ def class_distribution(classifier, data_dir: Path, dataset: str, source: SplitSo
         counts = Counter((label, split) for _, label, split in rows)
     else:
         counts = Counter((label, source.split) for label in source.labels)
-    if not counts:
-        return pd.DataFrame()
-    frame = pd.Series(counts).unstack(fill_value=0)
-    splits = [s for s in SPLIT_ORDER[::-1] if s in frame.columns]  # train, val, test, all
-    return frame[splits].sort_index().astype(int)
+    labels = sorted({label for label, _ in counts})
+    present = {split for _, split in counts}
+    splits = [s for s in SPLIT_ORDER[::-1] if s in present]  # train, val, test, all
+    return pd.DataFrame({split: [counts.get((label, split), 0) for label in labels]
+                         for split in splits}, index=pd.Index(labels), dtype=int)
 
 
 # ----------------------------------------------------------------------------- predictions

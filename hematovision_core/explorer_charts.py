@@ -82,33 +82,36 @@ def feature_map_chart(table: pd.DataFrame, names: Mapping[str, str],
                       selected_row: int | None = None) -> go.Figure:
     """Scatter of the 2-D feature map coloured by true class; wrong predictions drawn as crosses.
 
-    `table` needs columns x, y, label, predicted, confidence, correct; its index is the row
-    number carried in customdata.
+    `table` needs columns x, y, label, predicted, correct; its index (the row number) is each
+    point's customdata, so a selection leads back to the image.
     """
-    if len(table) > MAP_POINT_LIMIT:  # keep every mistake, thin the rest evenly
-        wrong = table[~table["correct"]]
-        right = table[table["correct"]]
-        step = int(np.ceil(len(right) / max(1, MAP_POINT_LIMIT - len(wrong))))
-        table = pd.concat([right.iloc[::step], wrong]).sort_index()
+    rows = table.index.to_numpy()
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    labels = table["label"].to_numpy()
+    predicted = table["predicted"].to_numpy()
+    correct = table["correct"].to_numpy(dtype=bool)
+    keep = np.ones(len(table), dtype=bool)
+    if len(table) > MAP_POINT_LIMIT:  # thin the right answers evenly, keep every mistake
+        step = int(np.ceil(correct.sum() / max(1, MAP_POINT_LIMIT - (~correct).sum())))
+        keep = ~correct | (np.cumsum(correct) % step == 1)
     figure = go.Figure()
-    for number, label in enumerate(sorted(table["label"].unique())):
+    for number, label in enumerate(sorted(set(labels))):
         colour = CLASS_COLOURS[number % len(CLASS_COLOURS)]
-        for correct in (True, False):
-            part = table[(table["label"] == label) & (table["correct"] == correct)]
-            if part.empty:
-                continue
+        name = names.get(label, label)
+        of_class = keep & (labels == label)
+        right, wrong = of_class & correct, of_class & ~correct
+        if right.any():
             figure.add_scattergl(
-                x=part["x"].to_numpy(), y=part["y"].to_numpy(), mode="markers",
-                name=names.get(label, label) + ("" if correct else " (wrong)"),
-                legendgroup=label,
-                marker=dict(color=colour, size=5 if correct else 8,
-                            symbol="circle" if correct else "x",
-                            opacity=0.55 if correct else 0.95),
-                customdata=np.column_stack([part.index.to_numpy(),
-                                            part["predicted"].map(lambda p: names.get(p, p))]),
-                hovertemplate=(names.get(label, label) + " → %{customdata[1]}"
-                               "<extra>row %{customdata[0]}</extra>"),
-            )
+                x=x[right], y=y[right], customdata=rows[right], mode="markers", name=name,
+                legendgroup=label, marker=dict(color=colour, size=5, opacity=0.55),
+                hovertemplate=f"{name}, predicted correctly<extra>row %{{customdata}}</extra>")
+        if wrong.any():
+            figure.add_scattergl(
+                x=x[wrong], y=y[wrong], customdata=rows[wrong], mode="markers",
+                name=f"{name} (wrong)", legendgroup=label,
+                hovertext=[names.get(p, p) for p in predicted[wrong]],
+                marker=dict(color=colour, size=8, symbol="x", opacity=0.95),
+                hovertemplate=f"{name} → %{{hovertext}}<extra>row %{{customdata}}</extra>")
     if selected_row is not None and selected_row in table.index:
         point = table.loc[selected_row]
         figure.add_scattergl(x=[point["x"]], y=[point["y"]], mode="markers", showlegend=False,

@@ -234,7 +234,9 @@ def errors_ui(settings, classifier, source, table, names) -> None:
 def map_ui(predictions, table, names) -> None:
     state = st.session_state.get("explorer_map")
     points = (state or {}).get("selection", {}).get("points", []) if state else []
-    rows = [int(p["customdata"][0]) for p in points if p.get("customdata")]
+    # Each point's customdata is its row number (a list of one, from some plotly versions).
+    values = [p.get("customdata") for p in points]
+    rows = [int(v[0] if isinstance(v, list) else v) for v in values if v not in (None, [])]
     if rows and rows[0] != st.session_state.get("_explorer_point_seen"):
         st.session_state["_explorer_point_seen"] = rows[0]
         if 0 <= rows[0] < len(table):

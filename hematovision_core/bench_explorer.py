@@ -1,0 +1,155 @@
+"""Benchmarks of the dataset explorer: first computation of a split, page runs from cache, memory.
+
+    python -m hematovision_core.bench_explorer [--models models] [--data data] [--limit N]
+
+`--limit N` times a class-stratified subset of N images (a folder of symlinks in a temporary
+directory) instead of the whole PBC folder. Every cache is written to a temporary folder, so the
+first computation really is the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+PAGE = Path(__file__).resolve().parent.parent / "pages" / "3_Dataset_Explorer.py"
+DATASET = "pbc"
+PREFERRED_MODEL = "pbc-8class"
+TABS = ("Browse", "Where the model errs", "Map")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pick_model(models_dir: Path) -> Path:
+    """pbc-8class if present, else the first valid model folder trained on the PBC folder."""
+    from hematovision_core.explorer import model_dataset
+    from hematovision_core.model_io import list_model_folders, read_metadata
+
+    folders = list_model_folders(models_dir)
+    for folder in folders:
+        if folder.name == PREFERRED_MODEL:
+            return folder
+    for folder in folders:
+        if model_dataset(read_metadata(folder)) == DATASET:
+            return folder
+    raise ValueError(f"No model trained on the {DATASET} folder in {models_dir}")
+
+
+def subset_folder(data_dir: Path, limit: int, target: Path) -> Path:
+    """`target/pbc/<class>/` with symlinks to `limit` images, the same share from each class."""
+    from hematovision_core.explorer import list_images
+
+    root = Path(data_dir) / DATASET
+    paths, _, _ = list_images(root)
+    step = max(1, len(paths) // limit)
+    for relative in paths[::step][:limit]:
+        link = target / DATASET / relative
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to((root / relative).resolve())
+    return target
+
+
+@contextmanager
+def environment(**values: str):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def time_page_runs(models_dir: Path, data_dir: Path, var_dir: Path) -> dict:
+    """Seconds per AppTest run of the explorer page: the first (loads the model), then each tab
+    twice, keeping the second run (everything is cached by then)."""
+    from streamlit.testing.v1 import AppTest
+
+    timings = {}
+    with environment(HEMATOVISION_MODELS=str(models_dir), HEMATOVISION_DATA=str(data_dir),
+                     HEMATOVISION_VAR=str(var_dir)):
+        app = AppTest.from_file(str(PAGE), default_timeout=600)
+        app.session_state["explorer_split"] = "all"
+        started = time.perf_counter()
+        app.run()
+        timings["first_run_s"] = round(time.perf_counter() - started, 2)
+        if app.exception:
+            raise RuntimeError(f"The explorer page failed: {app.exception[0].value}")
+        for tab in TABS:
+            app.session_state["explorer_tab"] = tab
+            app.run()  # first visit of the tab: thumbnails and heatmaps are made here
+            started = time.perf_counter()
+            app.run()
+            timings[f"cached_run_s[{tab}]"] = round(time.perf_counter() - started, 2)
+    timings["cached_run_s_max"] = max(v for k, v in timings.items() if k.startswith("cached"))
+    return timings
+
+
+def run_explorer_benchmarks(models_dir, data_dir, limit: int | None = None) -> dict:
+    """Time the first computation of predictions and features on the PBC folder, the explorer's
+    page runs from cache, and the process's peak memory; print and return the figures."""
+    from hematovision_core.explorer import ALL, split_source
+    from hematovision_core.predict import Classifier
+    from hematovision_core.split_predictions import compute
+
+    models_dir, data_dir = Path(models_dir), Path(data_dir)
+    folder = pick_model(models_dir)
+    classifier = Classifier.load(folder)
+    results: dict = {"model": folder.name, "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="explorer-bench-") as scratch:
+        scratch = Path(scratch)
+        if limit:
+            data_dir = subset_folder(data_dir, limit, scratch / "data")
+        source = split_source(data_dir, classifier, DATASET, ALL)
+        results["images"] = len(source.paths)
+        results["subset"] = f"--limit {limit}" if limit else "whole folder"
+        started = time.perf_counter()
+        predictions = compute(scratch / "var" / "cache", classifier, source)
+        seconds = time.perf_counter() - started
+        results["first_compute_s"] = round(seconds, 1)
+        results["images_per_s"] = round(len(predictions.paths) / seconds, 1)
+        results["peak_rss_mb_after_compute"] = round(peak_rss_mb())
+        results.update(time_page_runs(models_dir, data_dir, scratch / "var"))
+    results["peak_rss_mb"] = round(peak_rss_mb())
+    print(f"explorer: first predictions + features, {results['images']} PBC images "
+          f"({results['subset']}, model {results['model']}, {results['cpu_count']} CPUs): "
+          f"{results['first_compute_s']} s, {results['images_per_s']} images/s (target >= 60)")
+    print(f"explorer: page run from cache: max {results['cached_run_s_max']} s over the tabs "
+          f"(target <= 1 s); first run with model loading {results['first_run_s']} s")
+    for tab in TABS:
+        print(f"  {tab}: {results[f'cached_run_s[{tab}]']} s")
+    print(f"explorer: peak RSS {results['peak_rss_mb']} MiB "
+          f"({results['peak_rss_mb_after_compute']} MiB after the computation; target < 2048)")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hematovision_core.config import Settings
+
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(prog="python -m hematovision_core.bench_explorer",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=settings.models_dir)
+    parser.add_argument("--data", type=Path, default=settings.data_dir)
+    parser.add_argument("--limit", type=int, default=None,
+                        help="time this many images instead of the whole PBC folder")
+    args = parser.parse_args(argv)
+    run_explorer_benchmarks(args.models, args.data, args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
