@@ -43,6 +43,7 @@ MAX_LENGTH = 200
 POINTS_CORRECT = 10
 HINT_COST = 5  # a right answer after the hint earns POINTS_CORRECT - HINT_COST
 TYPICAL_CONFIDENCE = 0.9  # "typical": the model is right with at least this confidence
+HARD_SECOND_PROBABILITY = 0.02  # "hard" look-alikes: the model gave the look-alike at least this
 LEITNER_BOXES = 3  # box 1 (missed) is drawn 4x as often as box 3 (mastered)
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O or 1/I/L to misread on a slide
@@ -206,7 +207,7 @@ def select_candidates(pool: Sequence[Candidate], difficulty: str,
     """The images a difficulty may ask about (typical and hard need the model's predictions)."""
     # typical: the model is right with confidence >= TYPICAL_CONFIDENCE (every image it gets right
     # when fewer than `minimum` qualify); hard: the model is wrong, or its second choice is a
-    # classic look-alike of the true class; mixed and adaptive: the whole pool.
+    # classic look-alike of the true class with some weight; mixed and adaptive: the whole pool.
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"Unknown difficulty {difficulty!r}.")
     if difficulty not in NEEDS_PREDICTIONS:
@@ -218,7 +219,14 @@ def select_candidates(pool: Sequence[Candidate], difficulty: str,
         sure = [c for c in right if c.confidence >= TYPICAL_CONFIDENCE]
         return sure if len(sure) >= minimum else right
     pairs = confusable_pairs(classes)
-    return [c for c in pool if not c.model_correct or (c.truth, c.second) in pairs]
+    wrong = [c for c in pool if not c.model_correct]
+    # A strong model's second choice is nearly always a look-alike, usually at under 1%: only
+    # the images where it hesitated are hard. Top up with the most hesitant ones if too few.
+    look_alikes = sorted((c for c in pool if c.model_correct and (c.truth, c.second) in pairs),
+                         key=lambda c: (-c.second_probability, c.image_id))
+    hesitant = [c for c in look_alikes if c.second_probability >= HARD_SECOND_PROBABILITY]
+    extra = look_alikes[len(hesitant):max(len(hesitant), minimum - len(wrong))]
+    return wrong + hesitant + extra
 
 
 def balanced_order(candidates: Sequence[Candidate], rng: np.random.RandomState) -> list[Candidate]:

@@ -128,6 +128,11 @@ def test_typical_and_hard_difficulties_filter_on_the_model():
     assert any(not c.model_correct for c in hard)
     assert any(c.model_correct and c.truth == "eosinophil" for c in hard)  # look-alike second choice
     assert not any(c.model_correct and c.truth == "lymphocyte" for c in hard)
+    # Look-alikes the model barely considered are hard only when too few others are.
+    sure = [replace(c, second_probability=0.001) if c.model_correct else c for c in pool]
+    assert all(not c.model_correct for c in quiz.select_candidates(sure, "hard", CLASSES, minimum=5))
+    topped_up = quiz.select_candidates(sure, "hard", CLASSES, minimum=25)
+    assert len(topped_up) == 25 and sum(c.model_correct for c in topped_up) == 7
     with pytest.raises(ValueError):
         quiz.select_candidates(make_pool(), "hard", CLASSES)  # no predictions yet
     exam = quiz.plan_questions(pool, spec(difficulty="hard"), CLASSES)
