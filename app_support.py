@@ -6,9 +6,9 @@ The only place (with the pages) that imports streamlit; `hematovision_core` stay
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from hematovision_core.config import Settings
@@ -31,13 +31,14 @@ def load_classifier(folder: str):
     """Load and warm up a model once per process; every session and page shares it."""
     from hematovision_core.predict import Classifier
 
-    from hematovision_core.gradcam import compute_heatmap
+    from hematovision_core import gradcam
 
     classifier = Classifier.load(folder)
     classifier.warm_up()
-    # Trace the default Grad-CAM too, so the first explanation takes milliseconds, not a second.
-    size = classifier.input_size
-    compute_heatmap(classifier, np.zeros((size, size, 3), np.float32), 0)
+    # Trace the default Grad-CAM (~2 s) in the background: the page renders meanwhile, and the
+    # first explanation, usually a few seconds later, takes milliseconds.
+    threading.Thread(target=gradcam.warm_up, args=(classifier,), daemon=True,
+                     name="gradcam-warm-up").start()
     return classifier
 
 

@@ -123,6 +123,13 @@ def _gradcam_function(classifier, layer: str):
         return per_layer[layer]
 
 
+def warm_up(classifier, layer: str = "last") -> None:
+    """Trace the compiled Grad-CAM for one layer now, so the first real request is fast."""
+    size = classifier.input_size
+    _gradcam_function(classifier, layer_name(layer))(
+        tf.zeros((1, size, size, 3), tf.float32), tf.constant(0, tf.int32))
+
+
 def _check_inputs(classifier, pixels: np.ndarray, class_index: int, method: str) -> np.ndarray:
     size = classifier.input_size
     pixels = np.asarray(pixels, dtype=np.float32)
