@@ -58,7 +58,8 @@ def uncertainty(prediction: Prediction, display_names: Sequence[str],
     (first, p_first), (second, p_second) = prediction.top(2)
     if p_first >= below and p_first - p_second >= margin:
         return None
-    reason = "low confidence" if p_first < below else "two classes are close"
+    # With calibrated probabilities a close pair always has a low top score; say which it is.
+    reason = "the top two are close" if p_first - p_second < margin else "low confidence"
     return (f"Uncertain ({reason}): {display_names[first]} ({p_first:.0%}) or "
             f"{display_names[second]} ({p_second:.0%}). Check the morphology yourself.")
 
