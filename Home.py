@@ -79,7 +79,9 @@ else:
     st.dataframe(headline, hide_index=True, width="stretch", column_config={
         "accuracy": percent, "macro-F1": percent, "top-2 accuracy": percent,
         "calibration error (ECE)": st.column_config.NumberColumn(format="%.3f")})
-    st.caption("The internal test split comes from the same source as the training images; "
+    note = (metadata.get("metrics") or {}).get("note")
+    st.caption((f"{note[0].upper()}{note[1:]}. " if isinstance(note, str) and note else "")
+               + "The internal test split comes from the same source as the training images; "
                "expect lower figures on images from other labs, stains and microscopes.")
     split = "test" if (metadata.get("metrics") or {}).get("test") else "validation"
     table_column, matrix_column = st.columns([1, 1.2])
