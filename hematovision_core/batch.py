@@ -30,7 +30,8 @@ DISPLAY_MAX_SIDE = 640  # the copy kept for display and overlays, in pixels (lon
 class ImageResult:
     name: str  # the file name as the user gave it (shown, never used as a path)
     digest: str  # sha1 of the file's bytes: the cache key for its heatmaps
-    image_rgb: np.ndarray  # (h, w, 3) uint8 display copy, long side <= DISPLAY_MAX_SIDE
+    image_rgb: np.ndarray  # (h, w, 3) uint8 copy of what the model saw (its crop, if it crops),
+    # long side <= DISPLAY_MAX_SIDE: heatmaps are overlaid on it
     pixels: np.ndarray  # (size, size, 3) float32 in [-1, 1]: what the model saw
     prediction: Prediction
     uncertainty: str | None  # a sentence naming both candidates, or None when confident
@@ -80,10 +81,12 @@ def classify_files(classifier, files: Sequence[tuple[str, bytes]],
     true_labels = list(true_labels) if true_labels is not None else [None] * len(files)
     if len(true_labels) != len(files):
         raise ValueError("true_labels must have one entry per file")
+    # Models trained on whole smears look at a crop around the white cell: use the same view.
+    view = getattr(classifier, "view", load_image)
     good, failures = [], []
     for (name, data), true_label in zip(files, true_labels):
         try:
-            image = load_image(bytes(data))  # RGB, EXIF applied; ImageError for bad input
+            image = view(bytes(data))  # RGB, EXIF applied, cropped as in training
             pixels = to_model_input(image, classifier.input_size)
         except ImageError as error:
             failures.append(ImageFailure(name, str(error)))
