@@ -37,7 +37,8 @@ def load_classifier(folder: str):
     classifier.warm_up()
     # Trace the default Grad-CAM (~2 s) in the background: the page renders meanwhile, and the
     # first explanation, usually a few seconds later, takes milliseconds.
-    threading.Thread(target=gradcam.warm_up, args=(classifier,), daemon=True,
+    # Not a daemon: exiting while TensorFlow traces in a daemon thread aborts the process.
+    threading.Thread(target=gradcam.warm_up, args=(classifier,), daemon=False,
                      name="gradcam-warm-up").start()
     return classifier
 

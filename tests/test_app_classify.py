@@ -232,6 +232,16 @@ def test_random_example_shows_the_true_label(tiny_env):
     assert at.metric[0].value
 
 
+def test_random_example_without_data_shows_the_download_command(tiny_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("HEMATOVISION_DATA", str(tmp_path / "no-data"))
+    at = new_app()
+    at.session_state["source"] = "Random example"
+    at.run()
+    no_exception(at)
+    assert "python -m hematovision_core.data download pbc" in at.warning[0].value
+    assert not at.metric
+
+
 def test_camera_photo_is_classified(tiny_env):
     at = new_app()
     at.session_state["source"] = "Camera"
