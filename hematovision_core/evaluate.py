@@ -52,7 +52,7 @@ def evaluate(model_folder: Path, data_dir: Path, split: str | None = None,
              batch_size: int = 32, classifier=None) -> dict:
     """Classify every selected image and summarize; returns the JSON-ready report."""
     from hematovision_core.predict import Classifier
-    from hematovision_core.preprocessing import ImageError, preprocess
+    from hematovision_core.preprocessing import ImageError
 
     classifier = classifier or Classifier.load(model_folder)
     records, source = select_records(Path(model_folder), Path(data_dir), split)
@@ -67,7 +67,7 @@ def evaluate(model_folder: Path, data_dir: Path, split: str | None = None,
             arrays = []
             for record in subset[start:start + batch_size]:
                 try:
-                    arrays.append(preprocess(record.path, classifier.input_size))
+                    arrays.append(classifier.prepare(record.path))
                     kept.append(record)
                 except ImageError as error:
                     unreadable.append(f"{record.path.name}: {error}")

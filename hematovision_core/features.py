@@ -18,7 +18,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from hematovision_core.augment import augment
-from hematovision_core.preprocessing import load_image, resize_for_model, scale_pixels
+from hematovision_core.preprocessing import model_view, resize_for_model, scale_pixels
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def cache_key(**parts) -> str:
 
 
 def compute_feature_maps(bottom, paths, views: int, profile: str | None, seed: int,
-                         input_size: int, batch_size: int = 32, desc: str = "features") -> np.ndarray:
+                         input_size: int, crop: str = "none", batch_size: int = 32,
+                         desc: str = "features") -> np.ndarray:
     """Push every image (and `views` augmented copies of it) through the frozen bottom.
 
     Args:
@@ -49,7 +50,7 @@ def compute_feature_maps(bottom, paths, views: int, profile: str | None, seed: i
         pending.clear(), slots.clear()
 
     for index, path in enumerate(tqdm(paths, desc=desc, unit="img", mininterval=5)):
-        pixels = resize_for_model(load_image(path), input_size)
+        pixels = resize_for_model(model_view(path, crop), input_size)
         for view in range(views):
             augmented = pixels if profile is None or view == 0 else augment(pixels, profile, rng)
             pending.append(scale_pixels(augmented))

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.model_io import ModelFolderError, read_metadata, MODEL_FILE
-from hematovision_core.preprocessing import ImageSource, preprocess
+from hematovision_core.preprocessing import ImageSource, model_view, preprocess
 
 LOGITS_LAYER = "head_logits"
 
@@ -42,6 +42,7 @@ class Classifier:
         self.display_names: list[str] = list(metadata["display_names"])
         self.input_size = int(metadata["input_size"])
         self.temperature = float(metadata["temperature"])
+        self.crop = metadata.get("crop", "none")  # "white-cell": look at the white cell of a smear
         self.logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
         size = self.input_size
         self._forward = tf.function(
@@ -68,6 +69,14 @@ class Classifier:
         if tuple(model.input.shape[1:3]) != (metadata["input_size"],) * 2:
             raise ModelFolderError(f"{folder}: the model's input size differs from model.json.")
         return cls(model, metadata, folder)
+
+    def view(self, source: ImageSource):
+        """The RGB image this model looks at (cropped as in training): show it with heatmaps."""
+        return model_view(source, self.crop)
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Any image source -> this model's input, float32 (size, size, 3) in [-1, 1]."""
+        return preprocess(source, self.input_size, self.crop)
 
     def warm_up(self) -> None:
         """Trace the compiled forward pass once so the first user does not wait for it."""
@@ -101,6 +110,6 @@ class Classifier:
         Raises:
             ImageError: for the first input that is not a usable image (see `preprocessing`).
         """
-        batch = np.stack([preprocess(image, self.input_size) for image in images]) if images \
+        batch = np.stack([self.prepare(image) for image in images]) if images \
             else np.zeros((0, self.input_size, self.input_size, 3), np.float32)
         return self.classify_arrays(batch, batch_size)

@@ -144,6 +144,14 @@ def to_model_input(image: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
     return scale_pixels(resize_for_model(image, size))
 
 
-def preprocess(source: ImageSource, size: int = INPUT_SIZE) -> np.ndarray:
+def model_view(source: ImageSource, crop: str = "none") -> Image.Image:
+    """The RGB image a model looks at: decoded, upright, and cropped as the model was trained
+    (`crop` from model.json: "none", or "white-cell" for whole-field smears)."""
+    from hematovision_core.localize import apply_crop
+
+    return apply_crop(load_image(source), crop)
+
+
+def preprocess(source: ImageSource, size: int = INPUT_SIZE, crop: str = "none") -> np.ndarray:
     """The one preprocessing function: any image source -> float32 (size, size, 3) in [-1, 1]."""
-    return to_model_input(load_image(source), size)
+    return to_model_input(model_view(source, crop), size)

@@ -131,11 +131,9 @@ def with_prediction(candidate: Candidate, probabilities: np.ndarray, classes: Se
 
 def predict_candidates(classifier, candidates: Sequence[Candidate]) -> list[Candidate]:
     """Classify a few candidates now (no cache); for the one question on screen."""
-    from hematovision_core.preprocessing import preprocess
-
     if not candidates:
         return []
-    batch = np.stack([preprocess(c.path, classifier.input_size) for c in candidates])
+    batch = np.stack([classifier.prepare(c.path) for c in candidates])
     probabilities = classifier.probabilities(batch)  # (N, num_classes)
     return [with_prediction(c, p, classifier.classes) for c, p in zip(candidates, probabilities)]
 
@@ -150,12 +148,12 @@ def cache_file(cache_dir: str | Path, model_sha256: str, manifest_sha256: str,
     return Path(cache_dir) / CACHE_FOLDER / f"{digest.hexdigest()[:20]}.json"
 
 
-def _pixels_or_none(path: Path, size: int) -> np.ndarray | None:
+def _pixels_or_none(classifier, path: Path) -> np.ndarray | None:
     """The preprocessed image, or None for a file that is not a readable image."""
-    from hematovision_core.preprocessing import ImageError, preprocess
+    from hematovision_core.preprocessing import ImageError
 
     try:
-        return preprocess(path, size)
+        return classifier.prepare(path)
     except (ImageError, OSError):
         return None
 
@@ -197,7 +195,7 @@ def predicted_pool(classifier, pool: Sequence[Candidate], cache_dir: str | Path,
     done = len(sample) - len(missing)
     for start in range(0, len(missing), batch_size):
         chunk = missing[start:start + batch_size]
-        pixels = [_pixels_or_none(c.path, classifier.input_size) for c in chunk]
+        pixels = [_pixels_or_none(classifier, c.path) for c in chunk]
         readable = [(c, p) for c, p in zip(chunk, pixels) if p is not None]
         if readable:
             batch = np.stack([p for _, p in readable])  # (n, size, size, 3) in [-1, 1]
@@ -224,9 +222,10 @@ class ModelView:
 def model_view(classifier, candidate: Candidate, opacity: float = 0.45) -> ModelView:
     """The model's answer on one image and where it looked (Grad-CAM of its chosen class)."""
     from hematovision_core.gradcam import compute_heatmap, overlay
-    from hematovision_core.preprocessing import load_image, resize_for_model, scale_pixels
+    from hematovision_core.preprocessing import resize_for_model, scale_pixels
 
-    pixels = resize_for_model(load_image(candidate.path), classifier.input_size)  # uint8 (S, S, 3)
+    # uint8 (S, S, 3), cropped as the model was trained (smear models look at the white cell)
+    pixels = resize_for_model(classifier.view(candidate.path), classifier.input_size)
     scaled = scale_pixels(pixels)  # float32 (S, S, 3) in [-1, 1]
     probabilities = classifier.probabilities(scaled[None])[0]  # (num_classes,)
     predicted = with_prediction(candidate, probabilities, classifier.classes)

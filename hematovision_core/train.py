@@ -24,6 +24,7 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core.augment import PROFILES
+from hematovision_core.localize import CROP_MODES
 from hematovision_core.model_io import HISTORY_FILE, write_json, write_model_folder
 
 log = logging.getLogger("hematovision.train")
@@ -43,7 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--name", help="model name (default: the --out folder's name)")
     p.add_argument("--augment", choices=PROFILES, default="cell",
                    help="cell: flips/90-degree rotations + colour jitter; smear: rotation, shift, shear, flips")
+    p.add_argument("--crop", choices=CROP_MODES, default="none",
+                   help="white-cell: crop whole-field smears around the stained white cell")
     p.add_argument("--views", type=int, default=4, help="augmented views cached per training image")
+    p.add_argument("--views-per-epoch", type=int, default=1,
+                   help="cached views of each training image used in one epoch (small datasets: more)")
+    p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--head-epochs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=12, help="fine-tuning epochs (at most)")
     p.add_argument("--patience", type=int, default=4, help="early stopping on validation macro-F1")
@@ -80,10 +86,17 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, fl
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def epoch_sample(train_maps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One random cached view per training image: (N, H, W, C) float32."""
-    views = rng.integers(train_maps.shape[1], size=len(train_maps))
-    return np.asarray(train_maps[np.arange(len(train_maps)), views], dtype=np.float32)
+def epoch_sample(train_maps: np.ndarray, rng: np.random.Generator, per_image: int = 1):
+    """`per_image` distinct random cached views of every training image, as one epoch.
+
+    Returns:
+        (inputs (N * per_image, H, W, C) float32, image indices (N * per_image,)).
+    """
+    count, views = train_maps.shape[:2]
+    per_image = min(per_image, views)
+    chosen = np.argsort(rng.random((count, views)), axis=1)[:, :per_image]  # (N, per_image)
+    images = np.repeat(np.arange(count), per_image)
+    return np.asarray(train_maps[images, chosen.reshape(-1)], dtype=np.float32), images
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -125,7 +138,7 @@ def train(args: argparse.Namespace) -> dict:
                              input_size=args.input_size)
     bottom, top = split_at(model, FEATURE_CUT_LAYER)
     key = dict(manifest=datasets.manifest_checksum(manifest), weights=str(weights), seed=args.seed,
-               cut=FEATURE_CUT_LAYER, size=args.input_size, augment=args.augment)
+               cut=FEATURE_CUT_LAYER, size=args.input_size, augment=args.augment, crop=args.crop)
     maps = {}
     for split in datasets.SPLITS:
         views = args.views if split == "train" else 1
@@ -133,7 +146,7 @@ def train(args: argparse.Namespace) -> dict:
             cache_dir, dict(key, split=split, views=views),
             bottom=bottom, paths=[r.path for r in by_split[split]], views=views,
             profile=args.augment if split == "train" else None, seed=args.seed,
-            input_size=args.input_size, desc=f"{split} feature maps",
+            input_size=args.input_size, crop=args.crop, desc=f"{split} feature maps",
         )
     val_inputs = np.asarray(maps["val"][:, 0], dtype=np.float32)
     # Same layers as `top`, stopping before the softmax: used for validation and temperature.
@@ -159,7 +172,8 @@ def train(args: argparse.Namespace) -> dict:
         best_f1, best_weights, waited = validation_f1(), top.get_weights(), 0
         for epoch in range(epochs):
             tick = time.time()
-            fit = top.fit(epoch_sample(maps["train"], rng), one_hot, batch_size=args.batch_size,
+            inputs, images = epoch_sample(maps["train"], rng, args.views_per_epoch)
+            fit = top.fit(inputs, one_hot[images], batch_size=args.batch_size,
                           epochs=1, class_weight=class_weight, verbose=verbose, shuffle=True)
             val_pred = top_logits.predict(val_inputs, batch_size=128, verbose=0).argmax(axis=1)
             val_f1 = validation_f1(val_pred)
@@ -183,9 +197,9 @@ def train(args: argparse.Namespace) -> dict:
 
     # 3. Head, then the top blocks ----------------------------------------------------------------
     set_trainable_top(model, None)
-    run_stage("head", args.head_epochs, 1e-3, None)
+    run_stage("head", args.head_epochs, args.head_lr, None)
     set_trainable_top(model, args.fine_tune_from)
-    steps = args.epochs * int(np.ceil(len(labels["train"]) / args.batch_size))
+    steps = args.epochs * int(np.ceil(len(labels["train"]) * args.views_per_epoch / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, steps, warmup_target=args.lr, warmup_steps=max(1, steps // 20), alpha=0.01)
     if args.epochs:
@@ -201,7 +215,9 @@ def train(args: argparse.Namespace) -> dict:
         classes=classes,
         display_names=[DISPLAY_NAMES.get(c, c.title()) for c in classes],
         input_size=args.input_size,
-        preprocessing="RGB, EXIF orientation, bilinear resize to input_size, x / 127.5 - 1",
+        preprocessing="RGB, EXIF orientation, crop (see crop), bilinear resize to input_size, "
+                      "x / 127.5 - 1",
+        crop=args.crop,
         temperature=temperature,
         explain_layer="out_relu",
         data=dict(dataset=dataset_name(dataset.root), images=len(records),
@@ -243,12 +259,9 @@ def dataset_name(root: Path) -> str:
 
 def classifier_probabilities(classifier, records, batch_size: int = 32) -> np.ndarray:
     """Calibrated probabilities for records, preprocessing images batch by batch."""
-    from hematovision_core.preprocessing import preprocess
-
     chunks = []
     for start in range(0, len(records), batch_size):
-        batch = np.stack([preprocess(r.path, classifier.input_size)
-                          for r in records[start:start + batch_size]])
+        batch = np.stack([classifier.prepare(r.path) for r in records[start:start + batch_size]])
         chunks.append(classifier.probabilities(batch))
     return np.concatenate(chunks)
 
