@@ -199,10 +199,10 @@ def test_shipped_model_gradcam_matches_tf_keras_vis_real_data(shipped_classifier
 
     path = sorted((shared_data / "pbc" / "eosinophil").glob("*.jpg"))[0]
     pixels = preprocess(path, shipped_classifier.input_size)
-    for depth in EXPLAIN_LAYERS:
-        ours = compute_heatmap(shipped_classifier, pixels, 1, "Grad-CAM", depth).values
-        np.testing.assert_allclose(
-            ours, reference_gradcam(shipped_classifier, pixels, 1, depth), atol=1e-5)
+    # The layer the app explains by default; the small network above covers the other depths.
+    ours = compute_heatmap(shipped_classifier, pixels, 1, "Grad-CAM", "last").values
+    np.testing.assert_allclose(ours, reference_gradcam(shipped_classifier, pixels, 1, "last"),
+                               atol=1e-5)
 
 
 def test_shipped_model_gradcam_peaks_on_the_cell_more_often_than_not(shipped_classifier,
