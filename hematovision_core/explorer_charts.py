@@ -51,16 +51,18 @@ def confusion_matrix_chart(confusion: pd.DataFrame, names: Mapping[str, str],
     shares = np.divide(values, totals, out=np.zeros(values.shape, float), where=totals > 0)
     figure = go.Figure(go.Heatmap(
         z=shares, x=columns, y=rows, text=values, texttemplate="%{text}", colorscale="Blues",
-        zmin=0, zmax=1, colorbar=dict(title="share of row"),
-        hovertemplate="true %{y}, predicted %{x}: %{text} images<extra></extra>",
+        zmin=0, zmax=1, colorbar=dict(title="share of row"), hoverinfo="skip",
     ))
+    # The markers take the hover and the clicks (a skipped hover would also skip the click).
     grid_y, grid_x = np.meshgrid(np.arange(len(rows)), np.arange(len(columns)), indexing="ij")
     figure.add_scatter(
         x=[columns[i] for i in grid_x.ravel()], y=[rows[i] for i in grid_y.ravel()],
         mode="markers", marker=dict(symbol="square", size=28, opacity=0.01, color="#000"),
         customdata=[[confusion.index[r], confusion.columns[c]]
                     for r, c in zip(grid_y.ravel(), grid_x.ravel())],
-        hoverinfo="skip", showlegend=False,
+        text=[str(v) for v in values.ravel()],
+        hovertemplate="true %{y}, predicted %{x}: %{text} images<extra></extra>",
+        showlegend=False,
     )
     if selected is not None and selected[0] in confusion.index and selected[1] in confusion.columns:
         figure.add_scatter(x=[names.get(selected[1], selected[1])],
@@ -119,11 +121,11 @@ def feature_map_chart(table: pd.DataFrame, names: Mapping[str, str],
                                          line=dict(width=3)), hoverinfo="skip")
     first, second = (list(explained_variance) + [0.0, 0.0])[:2]
     figure.update_layout(
-        height=520, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+        height=600, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
         title_text="Map of the model's features (PCA; crosses: wrong predictions)",
         xaxis_title=f"component 1 ({first:.0%} of variance)",
         yaxis_title=f"component 2 ({second:.0%} of variance)",
-        legend=dict(itemsizing="constant"),
+        legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.15),
     )
     return figure
 

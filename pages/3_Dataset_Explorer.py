@@ -15,6 +15,8 @@ from hematovision_core.thumbnails import heatmap_overlay, thumbnail
 
 AUTO_COMPUTE_LIMIT = 1000  # splits up to this size are run through the model without asking
 GRID_COLUMNS = 6
+ERRORS_GRID_COLUMNS = 4  # these captions name two classes
+HIGHLIGHT_COLUMNS = 3
 HIGHLIGHTS = 6  # images in each of "most confident mistakes" and "least confident correct"
 SPLIT_NAMES = {"train": "Training", "val": "Validation", "test": "Test", ALL: "All images"}
 OUTCOME_NAMES = {"all": "All", "correct": "Correct", "wrong": "Wrong"}
@@ -82,12 +84,14 @@ def predictions_ui(settings, classifier, source):
 def thumbnail_ui(settings, source, path: str, caption: str, key: str) -> None:
     """One gallery cell: thumbnail, caption and a View button that selects the image."""
     try:
-        st.image(str(thumbnail(settings.cache_dir, source.root / path)), caption=caption,
-                 width="stretch")
+        st.image(str(thumbnail(settings.cache_dir, source.root / path)), width="stretch")
     except (ImageError, OSError):
         st.caption(f"Unreadable: {path}")
         return
+    # The button sits right under the image so a row's buttons line up; captions vary in length.
     st.button("View", key=key, on_click=select_image, args=(path,), width="stretch")
+    if caption:
+        st.caption(caption)
 
 
 def grid_ui(settings, source, paths, captions, prefix: str, columns: int = GRID_COLUMNS) -> None:
@@ -163,12 +167,13 @@ def filters_ui(table, classes, names) -> Filters:
         if st.session_state.get(key) not in [None, *options]:
             st.session_state[key] = None
     any_name = lambda value: "Any" if value is None else names.get(value, value)  # noqa: E731
-    left, middle, right, far = st.columns([1, 1, 1, 1.3])
+    left, middle = st.columns(2)
     true_label = left.selectbox("True class", [None, *rows], key="explorer_true",
                                 format_func=any_name, on_change=reset_pages)
     predicted_label = middle.selectbox("Predicted class", [None, *classes],
                                        key="explorer_predicted", format_func=any_name,
                                        on_change=reset_pages)
+    right, far = st.columns(2)
     outcome = right.radio("Answers", OUTCOMES, key="explorer_outcome", horizontal=True,
                           format_func=OUTCOME_NAMES.get, on_change=reset_pages)
     low, high = far.slider("Confidence", 0.0, 1.0, step=0.05, key="explorer_confidence",
@@ -177,8 +182,15 @@ def filters_ui(table, classes, names) -> Filters:
 
 
 def caption_for(row, names) -> str:
-    mark = "✓" if row.correct else "✗"
-    return f"{mark} {names.get(row.predicted, row.predicted)} {row.confidence:.0%}"
+    """"✓ 93%" for a right answer, "✗ Neutrophil 71%" (the model's answer) for a wrong one."""
+    if row.correct:
+        return f"✓ {row.confidence:.0%}"
+    return f"✗ {names.get(row.predicted, row.predicted)} {row.confidence:.0%}"
+
+
+def labelled_caption(row, names) -> str:
+    """The true class, then the model's answer: "Eosinophil ✓ 93%", "Basophil ✗ Monocyte 58%"."""
+    return f"{names.get(row.label, row.label)} {caption_for(row, names)}"
 
 
 def highlights_ui(settings, classifier, source, rows, names, title: str, prefix: str) -> None:
@@ -187,11 +199,13 @@ def highlights_ui(settings, classifier, source, rows, names, title: str, prefix:
         st.caption("None in this split.")
         return
     show_maps = st.session_state.get("explorer_heatmaps", True)
-    cells = st.columns(len(rows))
-    for cell, row in zip(cells, rows.itertuples()):
+    row_list = list(rows.itertuples())
+    cells = [cell for start in range(0, len(row_list), HIGHLIGHT_COLUMNS)
+             for cell in st.columns(HIGHLIGHT_COLUMNS)][:len(row_list)]
+    for cell, row in zip(cells, row_list):
         with cell:
-            caption = f"{names.get(row.label, row.label)} → {caption_for(row, names)}"
-            thumbnail_ui(settings, source, row.path, caption, f"explorer_view_{prefix}_{row.path}")
+            thumbnail_ui(settings, source, row.path, labelled_caption(row, names),
+                         f"explorer_view_{prefix}_{row.path}")
             if show_maps:
                 try:
                     index = classifier.classes.index(row.predicted)
@@ -210,21 +224,19 @@ def errors_ui(settings, classifier, source, table, names) -> None:
     selected = None
     if filters.true_label is not None and filters.predicted_label is not None:
         selected = (filters.true_label, filters.predicted_label)
-    chart_column, gallery_column = st.columns([2, 3], gap="medium")
-    with chart_column:
-        st.plotly_chart(charts.confusion_matrix_chart(confusion, names, selected),
-                        key="explorer_confusion", on_select="rerun", selection_mode="points")
-    with gallery_column:
-        shown = explorer.apply_filters(table, filters)
-        count = explorer.page_of(shown.index, 1).count
-        number = page_number_ui("explorer_errs_page", count)
-        page = explorer.page_of(list(shown.itertuples()), number)
-        st.markdown(f"Showing {len(page.items)} of {page.total} images matching the filters "
-                    f"({len(table)} in the split).")
-        grid_ui(settings, source, [row.path for row in page.items],
-                [f"{names.get(row.label, row.label)} → {caption_for(row, names)}"
-                 for row in page.items], "errs")
-    st.toggle("Grad-CAM heatmaps on the highlights below", value=True, key="explorer_heatmaps")
+    st.plotly_chart(charts.confusion_matrix_chart(confusion, names, selected),
+                    key="explorer_confusion", on_select="rerun", selection_mode="points")
+    shown = explorer.apply_filters(table, filters)
+    number = page_number_ui("explorer_errs_page", explorer.page_of(shown.index, 1).count)
+    page = explorer.page_of(shown.index, number)
+    rows = list(shown.loc[list(page.items)].itertuples())
+    st.markdown(f"Showing {len(rows)} of {page.total} images matching the filters "
+                f"({len(table)} in the split).")
+    grid_ui(settings, source, [row.path for row in rows],
+            [labelled_caption(row, names) for row in rows],
+            "errs", columns=ERRORS_GRID_COLUMNS)
+    st.session_state.setdefault("explorer_heatmaps", True)
+    st.toggle("Grad-CAM heatmaps on the highlights below", key="explorer_heatmaps")
     highlights_ui(settings, classifier, source, explorer.most_confident_mistakes(table, HIGHLIGHTS),
                   names, "Most confident mistakes", "mistakes")
     highlights_ui(settings, classifier, source, explorer.least_confident_correct(table, HIGHLIGHTS),
@@ -269,11 +281,11 @@ def detail_ui(settings, classifier, source, predictions, table, names) -> None:
             probabilities = classifier.classify([source.root / path])[0].probabilities
         predicted_index = int(probabilities.argmax())
         predicted = classifier.classes[predicted_index]
-        image_column, map_column = st.columns(2)
-        image_column.image(str(source.root / path), caption="Image", width="stretch")
-        map_column.image(str(heatmap_overlay(settings.cache_dir, classifier, source.root / path,
-                                             predicted_index)),
-                         caption=f"Grad-CAM for {names.get(predicted, predicted)}", width="stretch")
+        image_tab, map_tab = st.tabs(["Image", "Grad-CAM"])
+        image_tab.image(str(source.root / path), width="stretch")
+        map_tab.image(str(heatmap_overlay(settings.cache_dir, classifier, source.root / path,
+                                          predicted_index)),
+                      caption=f"Evidence for {names.get(predicted, predicted)}", width="stretch")
     except (ImageError, OSError) as error:
         st.error(f"This image cannot be read: {error}")
         return
@@ -281,7 +293,7 @@ def detail_ui(settings, classifier, source, predictions, table, names) -> None:
     st.markdown(f"Label **{names.get(label, label)}** · model says "
                 f"**{names.get(predicted, predicted)}** ({verdict})")
     st.plotly_chart(charts.probability_chart(probabilities, classifier.display_names),
-                    key="explorer_detail_probabilities")
+                    key="explorer_detail_probabilities", config={"displayModeBar": False})
     card_ui(label)
 
 
@@ -320,7 +332,7 @@ def outcome_of(path: str) -> str:
     return caption_for(row, names) if row is not None else ""
 
 
-main, detail = st.columns([3, 2], gap="large")
+main, detail = st.columns([2, 1], gap="medium")
 with main:
     tabs = st.tabs(TABS, key="explorer_tab", on_change="rerun")
     with tabs[0]:
