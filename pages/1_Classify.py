@@ -156,7 +156,7 @@ def batch_ui(results) -> object:
             st.session_state["selected_file"] = selected[0]
 
     st.subheader(f"{len(results)} images")
-    left, right = st.columns([1.6, 1])
+    left, right = st.columns([2.2, 1])
     with left:
         st.dataframe(rows, key="results_table", on_select=select_row, selection_mode="single-row",
                      hide_index=True, width="stretch",
