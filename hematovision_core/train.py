@@ -59,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--fine-tune-from", default="block_11_expand",
                    help="first layer to fine-tune (everything above the feature cache)")
+    p.add_argument("--init-from", type=Path,
+                   help="model folder whose weights start the layers above the feature cache "
+                        "(where shapes match; the head of a different class list starts fresh)")
     p.add_argument("--split", default="0.7,0.1,0.2", help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=datasets.DEFAULT_SEED)
     p.add_argument("--weights", default="imagenet",
@@ -78,6 +81,26 @@ def limit_per_class(records, limit: int | None, seed: int):
         group = [r for r in records if r.label == label]
         kept += [group[i] for i in sorted(rng.permutation(len(group))[:limit])]
     return kept
+
+
+def copy_matching_weights(source_folder: Path, target) -> int:
+    """Copy weights from a trained model folder into `target`'s layers of the same name and shape."""
+    import keras
+
+    from hematovision_core.model_io import MODEL_FILE, read_metadata
+
+    read_metadata(source_folder)  # refuse a broken folder with a clear error
+    source = keras.models.load_model(Path(source_folder) / MODEL_FILE, compile=False)
+    copied = 0
+    for layer in target.layers:
+        try:
+            weights = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            continue
+        if weights and [w.shape for w in weights] == [w.shape for w in layer.get_weights()]:
+            layer.set_weights(weights)
+            copied += 1
+    return copied
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
@@ -137,6 +160,9 @@ def train(args: argparse.Namespace) -> dict:
     model = build_classifier(len(classes), weights=weights, dropout=args.dropout,
                              input_size=args.input_size)
     bottom, top = split_at(model, FEATURE_CUT_LAYER)
+    if args.init_from:
+        copied = copy_matching_weights(args.init_from, top)
+        log.info("Started %d layers from %s", copied, args.init_from)
     key = dict(manifest=datasets.manifest_checksum(manifest), weights=str(weights), seed=args.seed,
                cut=FEATURE_CUT_LAYER, size=args.input_size, augment=args.augment, crop=args.crop)
     maps = {}
