@@ -57,9 +57,10 @@ facts[3].metric("Input size", f"{classifier.input_size} px")
 training = metadata.get("training") or {}
 st.markdown(
     f"- **Architecture:** {metadata.get('architecture', 'MobileNetV2')}\n"
-    f"- **Training data:** `{dataset}` in the data folder, {data.get('images', sum(sizes.values())):,} "
-    f"images split {', '.join(f'{k} {v:,}' for k, v in sizes.items())} (by image checksum, "
-    "no duplicates across splits)\n"
+    f"- **Training data:** `{dataset}` in the data folder, "
+    f"{data.get('images', sum(sizes.values())):,} images split "
+    f"{', '.join(f'{k} {v:,}' for k, v in sizes.items())} "
+    "(by image checksum, no duplicates across splits)\n"
     f"- **Classes:** {', '.join(classifier.display_names)}\n"
     f"- **Preprocessing:** {metadata.get('preprocessing', '')}\n"
     f"- **Calibration:** temperature scaling on the validation split (T = "

@@ -155,9 +155,9 @@ def example_records(model_folder: str | Path | None, data_dir: str | Path,
     if not root.is_dir():
         return []
     manifest_name = (metadata.get("data") or {}).get("split_manifest")
-    if model_folder is not None and manifest_name and (Path(model_folder) / manifest_name).is_file():
-        test = [r for r in read_manifest(Path(model_folder) / manifest_name, root)
-                if r.split == "test"]
+    manifest = Path(model_folder) / manifest_name if model_folder and manifest_name else None
+    if manifest is not None and manifest.is_file():
+        test = [r for r in read_manifest(manifest, root) if r.split == "test"]
         present = [r for r in test if r.path.is_file()]
         if present:
             return present

@@ -19,7 +19,7 @@ class MorphologyCard:
     granules: str
     normal_share: str  # share of white cells in adult blood (or what is normal, for non-leukocytes)
     key_features: tuple[str, ...]  # 2-3 short features: the quiz hint
-    look_alikes: dict[str, str] = field(default_factory=dict)  # other class key -> how to tell apart
+    look_alikes: dict[str, str] = field(default_factory=dict)  # other class -> how to tell apart
 
 
 CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
@@ -37,11 +37,12 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
             "ig": "A neutrophil's nucleus is segmented into lobes joined by thin strands; a "
                   "metamyelocyte or band has a single kidney- or U-shaped nucleus with finer "
                   "chromatin, and earlier stages have bluer cytoplasm.",
-            "eosinophil": "Neutrophil granules are fine and lilac, barely visible; an eosinophil is "
-                          "packed with large orange-red granules and usually has just two lobes.",
-            "monocyte": "A neutrophil's nucleus is split into separate lobes with dense chromatin; a "
-                        "monocyte's is one folded, kidney-shaped mass with lacy chromatin in "
-                        "grey-blue cytoplasm.",
+            "eosinophil": "Neutrophil granules are fine and lilac, barely visible; an "
+                          "eosinophil is packed with large orange-red granules and usually has "
+                          "just two lobes.",
+            "monocyte": "A neutrophil's nucleus is split into separate lobes with dense "
+                        "chromatin; a monocyte's is one folded, kidney-shaped mass with lacy "
+                        "chromatin in grey-blue cytoplasm.",
         },
     ),
     MorphologyCard(
@@ -71,7 +72,8 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
         size="10-14 µm",
         nucleus="Bilobed or irregular, often hidden under the granules",
         cytoplasm="Pale lilac where visible, mostly covered by granules",
-        granules="Large, coarse, unevenly sized dark purple to blue-black granules over the nucleus",
+        granules="Large, coarse, unevenly sized dark purple to blue-black granules over the "
+                 "nucleus",
         normal_share="0-1% of white cells (up to 0.1 × 10⁹/L)",
         key_features=("Coarse dark purple-black granules",
                       "Granules lie over and obscure the nucleus"),
@@ -97,9 +99,9 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
         key_features=("Small round cell, about the size of a red cell",
                       "Round dense nucleus with a thin rim of sky-blue cytoplasm"),
         look_alikes={
-            "monocyte": "A lymphocyte is small with a round, dense nucleus and scanty clear blue "
-                        "cytoplasm; a monocyte is larger, with a folded nucleus, lacy chromatin and "
-                        "abundant grey-blue, often vacuolated cytoplasm.",
+            "monocyte": "A lymphocyte is small with a round, dense nucleus and scanty clear "
+                        "blue cytoplasm; a monocyte is larger, with a folded nucleus, lacy "
+                        "chromatin and abundant grey-blue, often vacuolated cytoplasm.",
             "erythroblast": "A lymphocyte's chromatin is clumped but not solid and its cytoplasm "
                             "is sky-blue; an erythroblast's nucleus is a very dense, ink-dot-like "
                             "sphere, often eccentric, in grey to pink (haemoglobinised) cytoplasm.",
@@ -119,9 +121,9 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
                       "Folded kidney-shaped nucleus with lacy chromatin",
                       "Grey-blue cytoplasm, often vacuolated"),
         look_alikes={
-            "lymphocyte": "A monocyte is larger with a folded nucleus, lacy chromatin and abundant "
-                          "grey-blue cytoplasm; a lymphocyte is small with a round dense nucleus and "
-                          "a thin blue rim.",
+            "lymphocyte": "A monocyte is larger with a folded nucleus, lacy chromatin and "
+                          "abundant grey-blue cytoplasm; a lymphocyte is small with a round dense "
+                          "nucleus and a thin blue rim.",
             "ig": "A monocyte's cytoplasm is grey-blue, vacuolated and nearly agranular; a "
                   "myelocyte or metamyelocyte has pinkish granular cytoplasm and a round or "
                   "kidney-shaped nucleus with coarser chromatin.",
@@ -163,9 +165,9 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
         key_features=("Small, very dense, round nucleus",
                       "Agranular cytoplasm the colour of red cells"),
         look_alikes={
-            "lymphocyte": "An erythroblast's nucleus is smaller, ink-dense and often off-centre, in "
-                          "pink-grey agranular cytoplasm; a lymphocyte has clumped chromatin and "
-                          "sky-blue cytoplasm.",
+            "lymphocyte": "An erythroblast's nucleus is smaller, ink-dense and often "
+                          "off-centre, in pink-grey agranular cytoplasm; a lymphocyte has clumped "
+                          "chromatin and sky-blue cytoplasm.",
             "platelet": "An erythroblast is cell-sized with a true nucleus; a platelet is a small "
                         "(2-3 µm) anucleate fragment whose purple granules can mimic a nucleus.",
         },
@@ -224,7 +226,8 @@ def contrast(answer: str, truth: str) -> str:
     if answer_card.cell == truth_card.cell:
         return f"Correct: {'; '.join(truth_card.key_features).lower()}."
     # Prefer the note written from the true cell's side ("a lymphocyte is ..., a monocyte is ...").
-    note = truth_card.look_alikes.get(answer_card.cell) or answer_card.look_alikes.get(truth_card.cell)
+    note = (truth_card.look_alikes.get(answer_card.cell)
+            or answer_card.look_alikes.get(truth_card.cell))
     if note:
         return note
     return (f"{truth_card.display_name}: {truth_card.nucleus.lower()}; "

@@ -26,7 +26,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; 
 h1 { color: #8e244d; } .muted { color: #666; font-size: 0.9rem; }
 .images { display: flex; gap: 1rem; flex-wrap: wrap; } figure { margin: 0; }
 img { max-width: 18rem; border: 1px solid #ddd; } figcaption { font-size: 0.85rem; color: #555; }
-table { border-collapse: collapse; margin: 1rem 0; } td, th { padding: 0.25rem 0.6rem; text-align: left; }
+table { border-collapse: collapse; margin: 1rem 0; }
+td, th { padding: 0.25rem 0.6rem; text-align: left; }
 .bar { background: #b9a3ad; height: 0.9rem; } .top .bar { background: #8e244d; }
 .notice { background: #fff4e5; border-left: 4px solid #e69500; padding: 0.5rem 1rem; }
 .disclaimer { border-top: 1px solid #ddd; margin-top: 2rem; padding-top: 0.5rem; }
@@ -58,7 +59,8 @@ def _card_html(label: str) -> str:
         return ""
     facts = (("Size", card.size), ("Nucleus", card.nucleus), ("Cytoplasm", card.cytoplasm),
              ("Granules", card.granules), ("Normal share", card.normal_share))
-    rows = "".join(f"<tr><th>{name}</th><td>{html.escape(value)}</td></tr>" for name, value in facts)
+    rows = "".join(f"<tr><th>{name}</th><td>{html.escape(value)}</td></tr>"
+                   for name, value in facts)
     return f"<h2>{html.escape(card.display_name)}: morphology</h2><table>{rows}</table>"
 
 
@@ -76,7 +78,8 @@ def html_report(result: ImageResult, overlay_rgb: np.ndarray, heatmap: Heatmap, 
             if result.true_label in metadata["classes"] else None
         shown = display_names[index] if index is not None else result.true_label
         true_label = f"<p>True label (from the data folder): <b>{html.escape(shown)}</b></p>"
-    notice = f'<p class="notice">{html.escape(result.uncertainty)}</p>' if result.uncertainty else ""
+    notice = (f'<p class="notice">{html.escape(result.uncertainty)}</p>'
+              if result.uncertainty else "")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style></head>
@@ -87,7 +90,8 @@ def html_report(result: ImageResult, overlay_rgb: np.ndarray, heatmap: Heatmap, 
 <h2>Prediction: {html.escape(prediction.display_name)} ({prediction.confidence:.1%})</h2>
 {true_label}{notice}
 <div class="images">
-<figure><img alt="image" src="{png_data_uri(result.image_rgb)}"><figcaption>Image</figcaption></figure>
+<figure><img alt="image" src="{png_data_uri(result.image_rgb)}">
+<figcaption>Image</figcaption></figure>
 <figure><img alt="overlay" src="{png_data_uri(overlay_rgb)}">
 <figcaption>{html.escape(heatmap.method)} evidence for {html.escape(explained)}
 (layer {html.escape(heatmap.layer)})</figcaption></figure>

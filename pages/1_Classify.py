@@ -128,11 +128,12 @@ def explanation_ui(result, controls: dict):
     class_index = result.prediction.class_index if controls["class_option"] == PREDICTED \
         else classifier.classes.index(controls["class_option"])
     request = (result.digest, class_index, controls["depth"])
-    if method == "Score-CAM" and request not in st.session_state.setdefault("scorecam_asked", set()):
+    asked = st.session_state.setdefault("scorecam_asked", set())  # (digest, class, depth)
+    if method == "Score-CAM" and request not in asked:
         st.info("Score-CAM runs the model once per feature map (a few seconds).")
         if not st.button("Compute Score-CAM", key="run_scorecam", icon=":material/play_arrow:"):
             return None
-        st.session_state["scorecam_asked"].add(request)
+        asked.add(request)
     with st.spinner(f"Computing {method}..."):
         heatmap = heatmap_for(key, result.digest, class_index, method, controls["depth"],
                               classifier, result.pixels)
