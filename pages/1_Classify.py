@@ -93,7 +93,9 @@ def prediction_ui(result) -> None:
     prediction = result.prediction
     left, right = st.columns([1, 1.3])
     with left:
-        st.image(result.image_rgb, caption=result.name, width="stretch")
+        cropped = getattr(classifier, "crop", "none") != "none"
+        st.image(result.image_rgb, width="stretch", caption=result.name
+                 + (" (cropped around the white cell, as the model sees it)" if cropped else ""))
     with right:
         st.metric("Predicted cell type", prediction.display_name,
                   f"{prediction.confidence:.1%} calibrated confidence", delta_color="off",
