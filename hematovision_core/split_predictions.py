@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hematovision_core.feature_map import pca_2d
-from hematovision_core.preprocessing import ImageError, load_image, resize_for_model
+from hematovision_core.preprocessing import ImageError, model_view, resize_for_model
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
     parts = {
         "version": CACHE_VERSION,
         "model_sha256": classifier.metadata["model_sha256"],
+        "crop": getattr(classifier, "crop", "none"),  # what part of each image the model sees
         "root": str(Path(source.root).resolve()),
         "split": source.split,
         "fingerprint": source.fingerprint,
@@ -157,9 +158,10 @@ def build_forward(classifier):
     return forward
 
 
-def _decode(path: Path, size: int) -> np.ndarray | None:
+def _decode(path: Path, size: int, crop: str) -> np.ndarray | None:
+    """The model's view of one image (decoded, cropped as in training, resized), uint8."""
     try:
-        return resize_for_model(load_image(path), size)
+        return resize_for_model(model_view(path, crop), size)
     except (ImageError, OSError) as error:
         log.warning("Skipping %s: %s", path, error)
         return None
@@ -174,11 +176,12 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
     """
     forward = compiled_forward(classifier)
     size = classifier.input_size
+    crop = getattr(classifier, "crop", "none")
     total = len(paths)
     features, logits, kept = [], [], []
 
     def decode_batch(start: int):
-        return list(pool.map(lambda p: _decode(p, size), paths[start:start + batch_size]))
+        return list(pool.map(lambda p: _decode(p, size, crop), paths[start:start + batch_size]))
 
     with ThreadPoolExecutor(DECODE_THREADS) as pool, ThreadPoolExecutor(1) as loader:
         starts = list(range(0, total, batch_size))

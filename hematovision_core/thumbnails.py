@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from hematovision_core.preprocessing import load_image, resize_for_model, scale_pixels
+from hematovision_core.preprocessing import load_image, model_view, resize_for_model, scale_pixels
 
 THUMBNAIL_SIZE = 128  # pixels, square; the gallery shows 6 to a row
 JPEG_QUALITY = 85
@@ -57,15 +57,19 @@ def heatmap_overlay(cache_dir: Path, classifier, image_path: Path, class_index: 
                     opacity: float = 0.45) -> Path:
     """The path of a Grad-CAM overlay (input size, JPEG) for one image and class, made once.
 
-    Keyed by the model file's checksum as well, so another model never shows these maps.
+    The overlay is drawn on the part of the image the model looks at (a crop around the white
+    cell for smear models). Keyed by the model file's checksum as well, so another model never
+    shows these maps.
     """
-    digest = _digest(_source_key(image_path), classifier.metadata["model_sha256"], class_index,
-                     opacity, "Grad-CAM/last")
+    crop = getattr(classifier, "crop", "none")
+    digest = _digest(_source_key(image_path), classifier.metadata["model_sha256"], crop,
+                     class_index, opacity, "Grad-CAM/last")
     target = Path(cache_dir) / "heatmaps" / digest[:2] / f"{digest}.jpg"
     if not target.is_file():
         from hematovision_core.gradcam import compute_heatmap, overlay
 
-        pixels = resize_for_model(load_image(image_path), classifier.input_size)  # uint8 (S, S, 3)
+        view = model_view(image_path, crop)  # also decodes through load_image
+        pixels = resize_for_model(view, classifier.input_size)  # uint8 (S, S, 3)
         heatmap = compute_heatmap(classifier, scale_pixels(pixels), class_index)
         blended = overlay(pixels, heatmap, opacity=opacity)
         _save_atomically(Image.fromarray(np.asarray(blended, dtype=np.uint8)), target)

@@ -121,7 +121,7 @@ def card_ui(label: str) -> None:
         st.markdown("\n".join(f"- {feature}" for feature in card.key_features))
 
 
-def browse_ui(settings, source, names, outcome_of) -> None:
+def browse_ui(settings, source, names, outcome_captions) -> None:
     """A gallery of one class, or up to three side by side, with each class's morphology card."""
     labels = sorted(set(source.labels))
     chosen = st.session_state.get("explorer_classes") or []
@@ -139,7 +139,7 @@ def browse_ui(settings, source, names, outcome_of) -> None:
             page = explorer.page_of(by_class[label], number, per_class)
             st.subheader(f"{names.get(label, label)} ({page.total})")
             card_ui(label)
-            captions = [outcome_of(path) for path in page.items]
+            captions = outcome_captions(list(page.items))
             grid_ui(settings, source, list(page.items), captions, f"browse_{label}",
                     columns=max(2, GRID_COLUMNS // len(chosen)))
 
@@ -285,7 +285,10 @@ def detail_ui(settings, classifier, source, predictions, table, names) -> None:
         image_tab.image(str(source.root / path), width="stretch")
         map_tab.image(str(heatmap_overlay(settings.cache_dir, classifier, source.root / path,
                                           predicted_index)),
-                      caption=f"Evidence for {names.get(predicted, predicted)}", width="stretch")
+                      caption=f"Evidence for {names.get(predicted, predicted)}"
+                      + ("" if classifier.crop == "none" else
+                         ", on the part of the image the model looks at (around the white cell)"),
+                      width="stretch")
     except (ImageError, OSError) as error:
         st.error(f"This image cannot be read: {error}")
         return
@@ -324,12 +327,14 @@ st.plotly_chart(charts.class_distribution_chart(distribution, names, highlight=s
 
 predictions = predictions_ui(settings, classifier, source)
 table = explorer.prediction_table(predictions) if predictions is not None else None
-rows_by_path = dict(zip(table["path"], table.itertuples())) if table is not None else {}
 
 
-def outcome_of(path: str) -> str:
-    row = rows_by_path.get(path)
-    return caption_for(row, names) if row is not None else ""
+def outcome_captions(paths) -> list[str]:
+    """The model's answer under each gallery image ("" until predictions exist)."""
+    if table is None:
+        return [""] * len(paths)
+    rows = {row.path: row for row in table[table["path"].isin(paths)].itertuples()}
+    return [caption_for(rows[path], names) if path in rows else "" for path in paths]
 
 
 main, detail = st.columns([2, 1], gap="medium")
@@ -337,7 +342,7 @@ with main:
     tabs = st.tabs(TABS, key="explorer_tab", on_change="rerun")
     with tabs[0]:
         if tabs[0].open:
-            browse_ui(settings, source, names, outcome_of)
+            browse_ui(settings, source, names, outcome_captions)
     with tabs[1]:
         if tabs[1].open:
             if table is None:

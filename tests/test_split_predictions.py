@@ -65,6 +65,10 @@ def test_a_cache_from_another_model_is_never_reused(owning_classifier, small_dat
     assert split_predictions.load_cached(tmp_path, other, source) is None
     split_predictions.predictions_for(tmp_path, other, source)
     assert model_runs == [6, 6]
+    # The same weights looking at another part of each image (a smear model's crop) differ too.
+    cropped = Classifier(owning_classifier.model,
+                         {**owning_classifier.metadata, "crop": "white-cell"})
+    assert split_predictions.load_cached(tmp_path, cropped, source) is None
 
 
 def test_a_cache_from_another_data_folder_is_never_reused(owning_classifier, small_data,

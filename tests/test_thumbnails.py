@@ -12,10 +12,12 @@ from hematovision_core import thumbnails
 from hematovision_core.predict import Classifier
 
 
-def counting_loads(monkeypatch) -> list:
+def counting_loads(monkeypatch, name: str = "load_image") -> list:
+    """Count calls of the decoding function `name` that `thumbnails` uses."""
     calls = []
-    original = thumbnails.load_image
-    monkeypatch.setattr(thumbnails, "load_image", lambda path: calls.append(path) or original(path))
+    original = getattr(thumbnails, name)
+    monkeypatch.setattr(thumbnails, name,
+                        lambda path, *rest: calls.append(path) or original(path, *rest))
     return calls
 
 
@@ -45,7 +47,7 @@ def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data,
         "Grad-CAM", class_index, "out_relu")
     monkeypatch.setattr(gradcam, "compute_heatmap", fake)
     image = next((small_data / "pbc" / "eosinophil").iterdir())
-    loads = counting_loads(monkeypatch)
+    loads = counting_loads(monkeypatch, "model_view")
     first = thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0)
     assert thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0) == first
     assert len(loads) == 1
