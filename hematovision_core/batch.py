@@ -19,7 +19,7 @@ from PIL import Image
 
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
-from hematovision_core.preprocessing import ImageError, load_image, to_model_input
+from hematovision_core.preprocessing import ImageError, to_model_input
 
 UNCERTAIN_BELOW = 0.60  # top calibrated probability under this: the model is unsure
 UNCERTAIN_MARGIN = 0.15  # or the top two within this of each other: a coin toss between them
@@ -81,12 +81,11 @@ def classify_files(classifier, files: Sequence[tuple[str, bytes]],
     true_labels = list(true_labels) if true_labels is not None else [None] * len(files)
     if len(true_labels) != len(files):
         raise ValueError("true_labels must have one entry per file")
-    # Models trained on whole smears look at a crop around the white cell: use the same view.
-    view = getattr(classifier, "view", load_image)
     good, failures = [], []
     for (name, data), true_label in zip(files, true_labels):
         try:
-            image = view(bytes(data))  # RGB, EXIF applied, cropped as in training
+            # RGB, EXIF applied, cropped as in training (smear models look at the white cell)
+            image = classifier.view(bytes(data))
             pixels = to_model_input(image, classifier.input_size)
         except ImageError as error:
             failures.append(ImageFailure(name, str(error)))

@@ -47,7 +47,6 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
 
 def run_core_benchmarks(model_folder: Path, data_dir: Path, repeats: int = 100) -> dict:
     from hematovision_core.predict import Classifier
-    from hematovision_core.preprocessing import preprocess
 
     tick = time.perf_counter()
     classifier = Classifier.load(model_folder)
@@ -57,7 +56,7 @@ def run_core_benchmarks(model_folder: Path, data_dir: Path, repeats: int = 100) 
     warm_up_s = time.perf_counter() - tick
 
     jpegs = _sample_jpegs(data_dir, 32)
-    arrays = np.stack([preprocess(b, classifier.input_size) for b in jpegs])
+    arrays = np.stack([classifier.prepare(b) for b in jpegs])
     for _ in range(5):  # warm-up: first calls trace and allocate
         classifier.probabilities(arrays[:1])
         classifier.classify([jpegs[0]])

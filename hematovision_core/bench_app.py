@@ -54,19 +54,18 @@ def time_classify_and_gradcam(model_folder: Path, image: Path, repeats: int = 30
     """p50/p95 of JPEG bytes -> prediction -> Grad-CAM (last layer) for one image, warm."""
     from hematovision_core import gradcam
     from hematovision_core.predict import Classifier
-    from hematovision_core.preprocessing import preprocess
 
     classifier = Classifier.load(model_folder)
     classifier.warm_up()
     data = Path(image).read_bytes()
     for _ in range(3):  # warm-up: trace the compiled Grad-CAM, allocate buffers
-        pixels = preprocess(data, classifier.input_size)
+        pixels = classifier.prepare(data)
         prediction = classifier.classify_arrays(pixels[None])[0]
         gradcam.compute_heatmap(classifier, pixels, prediction.class_index)
     total, classify, explain = [], [], []
     for _ in range(repeats):
         tick = time.perf_counter()
-        pixels = preprocess(data, classifier.input_size)
+        pixels = classifier.prepare(data)
         prediction = classifier.classify_arrays(pixels[None])[0]
         middle = time.perf_counter()
         gradcam.compute_heatmap(classifier, pixels, prediction.class_index)
