@@ -229,9 +229,13 @@ def compute(cache_dir: Path, classifier, source: SplitSource,
         np.savez(partial / ARRAYS_FILE, logits=logits, coords=feature_map.coords)
         np.save(partial / FEATURES_FILE, features)
         (partial / META_FILE).write_text(json.dumps(meta))
-        if folder.exists():
-            shutil.rmtree(folder)
-        partial.rename(folder)
+        try:
+            partial.rename(folder)
+        except OSError:
+            # Another session finished the same split first: its results are the same, and
+            # replacing them could pull files from under one of its readers. Keep them.
+            if not (folder / META_FILE).is_file():
+                raise
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)

@@ -95,3 +95,11 @@ def test_unreadable_files_are_skipped_not_fatal(owning_classifier, small_data, t
     result = split_predictions.predictions_for(tmp_path / "cache", owning_classifier, mixed)
     assert result.paths == source.paths
     assert result.skipped == ("../../data/eosinophil/missing.jpg",)
+
+
+def test_a_second_writer_keeps_the_first_result(owning_classifier, small_data, tmp_path):
+    source = explorer.split_source(small_data, owning_classifier, "pbc", "test")
+    first = split_predictions.compute(tmp_path, owning_classifier, source)
+    second = split_predictions.compute(tmp_path, owning_classifier, source)  # e.g. another session
+    assert second.folder == first.folder
+    assert [p.name for p in first.folder.parent.iterdir()] == [first.folder.name]  # no leftovers
