@@ -114,3 +114,19 @@ def test_without_data_the_page_explains_how_to_get_it(explorer_env, monkeypatch,
     message = " ".join(w.value for w in app.warning)
     assert "python -m hematovision_core.data download" in message
     assert "HEMATOVISION_DATA" in message
+
+
+def test_another_data_folder_is_explored_whole(explorer_env, monkeypatch, tmp_path, small_data):
+    data = tmp_path / "data"
+    (data / "cells").mkdir(parents=True)
+    (data / "pbc").symlink_to(small_data / "pbc")
+    for class_dir in (small_data / "pbc").iterdir():
+        (data / "cells" / class_dir.name).symlink_to(class_dir)
+    monkeypatch.setenv("HEMATOVISION_DATA", str(data))
+    app = new_app(ERRORS_TAB).run()
+    assert app.selectbox(key="explorer_dataset").value == "pbc"  # the model's own, by default
+    app.selectbox(key="explorer_dataset").set_value("cells").run()
+    assert not app.exception
+    assert app.selectbox(key="explorer_split").options == ["All images"]
+    assert any("Not the model's training folder" in c.value for c in app.sidebar.caption)
+    assert len(view_buttons(app, "errs")) == 12
