@@ -85,7 +85,8 @@ def list_datasets(data_dir: Path) -> list[str]:
     ):
         return ["."]
     found = []
-    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in folders:
         if _has_class_folders(folder):
             found.append(folder.name)
             continue
@@ -192,7 +193,8 @@ def split_source(data_dir: Path, classifier, dataset: str, split: str) -> SplitS
                        fingerprint)
 
 
-def class_distribution(classifier, data_dir: Path, dataset: str, source: SplitSource) -> pd.DataFrame:
+def class_distribution(classifier, data_dir: Path, dataset: str,
+                       source: SplitSource) -> pd.DataFrame:
     """Images per class (rows) and split (columns): every manifest split for the model's own
     data, else the one split shown."""
     if source.split != ALL and is_models_own(classifier, dataset):

@@ -73,7 +73,7 @@ class SplitPredictions:
 
 
 def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
-    """(key, parts): a checksum of what determines the results (model, data folder, split, images)."""
+    """(key, parts): a checksum of what determines the results (model, data, split, images)."""
     parts = {
         "version": CACHE_VERSION,
         "model_sha256": classifier.metadata["model_sha256"],
@@ -200,7 +200,8 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
                 progress(min(start + batch_size, total), total)
     width = int(classifier.model.get_layer(POOL_LAYER).output.shape[-1])
     return (np.concatenate(features) if features else np.zeros((0, width), np.float16),
-            np.concatenate(logits) if logits else np.zeros((0, len(classifier.classes)), np.float32),
+            np.concatenate(logits) if logits
+            else np.zeros((0, len(classifier.classes)), np.float32),
             np.array(kept, dtype=np.int64))
 
 

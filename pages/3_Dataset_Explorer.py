@@ -193,7 +193,7 @@ def caption_for(row, names) -> str:
 
 
 def labelled_caption(row, names) -> str:
-    """The true class, then the model's answer: "Eosinophil ✓ 93%", "Basophil ✗ Monocyte 58%"."""
+    """The true class, then the answer: "Eosinophil ✓ 93%", "Basophil ✗ Monocyte 58%"."""
     return f"{names.get(row.label, row.label)} {caption_for(row, names)}"
 
 

@@ -25,7 +25,8 @@ def fake_predictions(labels, predicted, confidence) -> SplitPredictions:
         probabilities[row, :] = (1.0 - top) / (len(CLASSES) - 1)
         probabilities[row, CLASSES.index(name)] = top
     return SplitPredictions(
-        root=Path("/data/pbc"), split="test", paths=tuple(f"{l}/{i}.jpg" for i, l in enumerate(labels)),
+        root=Path("/data/pbc"), split="test",
+        paths=tuple(f"{label}/{i}.jpg" for i, label in enumerate(labels)),
         labels=tuple(labels), classes=CLASSES, logits=np.log(probabilities),
         probabilities=probabilities, coords=np.zeros((count, 2), np.float32),
         explained_variance=(0.5, 0.2), skipped=(), folder=Path("/nowhere"),

@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from explorer_fixtures import make_small_data, owning_classifier, owning_model_folder, small_data  # noqa: F401
+from explorer_fixtures import make_small_data
+from explorer_fixtures import owning_classifier, owning_model_folder, small_data  # noqa: F401
 from hematovision_core import explorer, split_predictions
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.predict import Classifier
