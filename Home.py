@@ -9,6 +9,7 @@ import streamlit as st
 
 from app_support import disclaimer, get_settings, model_sidebar
 from hematovision_core import charts, model_card
+from hematovision_core.model_io import dataset_name
 
 st.set_page_config(page_title="HematoVision", page_icon=":material/bloodtype:", layout="wide")
 
@@ -47,8 +48,7 @@ st.caption("Pick the model in the sidebar; every page uses the one chosen there.
 
 st.header(f"Model card: {metadata.get('name', classifier.name)}")
 sizes = model_card.split_sizes(metadata)
-data = metadata.get("data") or {}
-dataset = data.get("dataset") or data.get("root_name") or "unknown"
+dataset = dataset_name(metadata) or "unknown"
 facts = st.columns(4)
 facts[0].metric("Classes", len(classifier.classes))
 facts[1].metric("Training images", f"{sizes.get('train', 0):,}")
@@ -58,7 +58,7 @@ training = metadata.get("training") or {}
 st.markdown(
     f"- **Architecture:** {metadata.get('architecture', 'MobileNetV2')}\n"
     f"- **Training data:** `{dataset}` in the data folder, "
-    f"{data.get('images', sum(sizes.values())):,} images split "
+    f"{(metadata.get('data') or {}).get('images', sum(sizes.values())):,} images split "
     f"{', '.join(f'{k} {v:,}' for k, v in sizes.items())} "
     "(by image checksum, no duplicates across splits)\n"
     f"- **Classes:** {', '.join(classifier.display_names)}\n"

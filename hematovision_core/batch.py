@@ -19,6 +19,7 @@ from PIL import Image
 
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
+from hematovision_core.model_io import dataset_name
 from hematovision_core.preprocessing import ImageError, to_model_input
 
 UNCERTAIN_BELOW = 0.60  # top calibrated probability under this: the model is unsure
@@ -142,8 +143,7 @@ def differential(results: Sequence[ImageResult], display_names: Sequence[str]) -
 
 def dataset_folder(data_dir: str | Path, metadata: dict) -> Path:
     """Where the model's dataset lives on this machine: <data_dir>/<metadata data.dataset>."""
-    data = metadata.get("data") or {}
-    return Path(data_dir) / (data.get("dataset") or data.get("root_name") or "pbc")
+    return Path(data_dir) / (dataset_name(metadata) or "pbc")
 
 
 def example_records(model_folder: str | Path | None, data_dir: str | Path,

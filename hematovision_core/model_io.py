@@ -76,6 +76,19 @@ def write_json(path: Path, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
+def dataset_name(metadata: dict) -> str | None:
+    """The model's dataset as a path inside the data folder ("pbc", "blood-cells/TRAIN")."""
+    return (metadata.get("data") or {}).get("dataset")
+
+
+def manifest_path(folder: str | Path | None, metadata: dict) -> Path | None:
+    """The model's split manifest (split.csv in its folder), or None where there is none."""
+    if folder is None:
+        return None
+    path = Path(folder) / ((metadata.get("data") or {}).get("split_manifest") or "split.csv")
+    return path if path.is_file() else None
+
+
 def list_model_folders(models_dir: str | Path) -> list[Path]:
     """Sub-folders of `models_dir` whose model.json and model.keras are present and match."""
     found = []

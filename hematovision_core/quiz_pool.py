@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hematovision_core.data import discover, manifest_checksum, read_manifest
+from hematovision_core.model_io import dataset_name, manifest_path
 
 QUIZ_SPLITS = ("val", "test")  # never "train": students must not be asked about training images
 PREDICTION_SAMPLE_PER_CLASS = 150
@@ -52,25 +53,12 @@ class Candidate:
         return None if self.predicted is None else self.predicted == self.truth
 
 
-def dataset_name(metadata: dict) -> str:
-    """The dataset's folder inside the data folder, as model.json records it."""
-    data = metadata.get("data") or {}
-    return data.get("dataset") or data.get("root_name") or DEFAULT_DATASET
-
-
-def manifest_path(model_folder: str | Path, metadata: dict) -> Path | None:
-    """The model's split manifest, or None when the model folder has none."""
-    name = (metadata.get("data") or {}).get("split_manifest") or "split.csv"
-    path = Path(model_folder) / name
-    return path if path.is_file() else None
-
-
 def manifest_pool(model_folder: str | Path, metadata: dict, data_dir: str | Path) -> list[Candidate]:
     """Validation and test images of the model's split manifest that exist on this machine."""
     manifest = manifest_path(model_folder, metadata)
     if manifest is None:
         return []
-    dataset = dataset_name(metadata)
+    dataset = dataset_name(metadata) or DEFAULT_DATASET
     root = Path(data_dir) / dataset
     classes = set(metadata["classes"])
     pool = []

@@ -9,9 +9,10 @@ import streamlit as st
 
 from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
 from hematovision_core import quiz, quiz_charts, storage
+from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast
 from hematovision_core.preprocessing import ImageError
-from hematovision_core.quiz_pool import (Candidate, dataset_name, manifest_path, manifest_pool,
+from hematovision_core.quiz_pool import (Candidate, manifest_pool,
                                          model_view, predict_candidates, predicted_pool)
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/quiz:", layout="wide")
@@ -39,7 +40,7 @@ def load_pool() -> list[Candidate]:
                    "cannot tell which images it never trained on. Retrain it with "
                    "`python -m hematovision_core.train`, which writes one.")
     else:
-        data_missing_message(settings, dataset_name(classifier.metadata))
+        data_missing_message(settings, dataset_name(classifier.metadata) or "pbc")
     st.stop()
 
 

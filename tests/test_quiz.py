@@ -231,7 +231,7 @@ def test_manifest_pool_uses_only_validation_and_test_images(tmp_path):
     model = tmp_path / "model"
     model.mkdir()
     (model / "split.csv").write_text("\n".join(rows) + "\n")
-    metadata = {"classes": CLASSES, "data": {"root_name": "pbc", "split_manifest": "split.csv"}}
+    metadata = {"classes": CLASSES, "data": {"dataset": "pbc", "split_manifest": "split.csv"}}
     pool = manifest_pool(model, metadata, data)
     assert len(pool) == 6
     assert all("/train" not in c.image_id and c.image_id.startswith("pbc/") for c in pool)
