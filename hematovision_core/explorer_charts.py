@@ -128,16 +128,3 @@ def feature_map_chart(table: pd.DataFrame, names: Mapping[str, str],
         legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.15),
     )
     return figure
-
-
-def probability_chart(probabilities: Sequence[float], names: Sequence[str]) -> go.Figure:
-    """Horizontal bars of one image's class probabilities, most probable on top."""
-    order = np.argsort(probabilities)  # ascending: plotly draws the first bar at the bottom
-    figure = go.Figure(go.Bar(
-        x=[float(probabilities[i]) for i in order], y=[names[i] for i in order], orientation="h",
-        marker_color="#4c72b0", texttemplate="%{x:.0%}", textposition="outside",
-        hovertemplate="%{y}: %{x:.1%}<extra></extra>",
-    ))
-    figure.update_layout(height=40 + 26 * len(names), margin=dict(l=10, r=30, t=10, b=10),
-                         xaxis=dict(range=[0, 1.15], tickformat=".0%", showgrid=False))
-    return figure

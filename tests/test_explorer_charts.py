@@ -41,10 +41,8 @@ def test_map_points_carry_their_row_and_thinning_keeps_every_mistake(monkeypatch
     assert wrong <= set(rows.tolist()) and len(rows) <= 600
 
 
-def test_distribution_and_probability_charts_have_one_bar_per_class():
+def test_the_distribution_chart_has_one_bar_group_per_split():
     counts = pd.DataFrame({"train": [7, 9], "test": [2, 3]}, index=["eosinophil", "neutrophil"])
     figure = charts.class_distribution_chart(counts, NAMES, highlight="test")
     assert [trace.name for trace in figure.data] == ["train", "test"]
     assert list(figure.data[1].y) == [2, 3]
-    bars = charts.probability_chart(np.array([0.1, 0.7, 0.2]), ["A", "B", "C"]).data[0]
-    assert list(bars.y) == ["A", "C", "B"]  # most probable drawn on top (last)
