@@ -19,7 +19,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from hematovision_core.data import (IMAGE_EXTENSIONS, normalize_class, normalize_split)
+from hematovision_core import model_io
+from hematovision_core.data import IMAGE_EXTENSIONS, normalize_class, normalize_split
+from hematovision_core.model_io import dataset_name as model_dataset  # noqa: F401 (for pages)
 from hematovision_core.split_predictions import SplitPredictions, SplitSource
 
 ALL = "all"  # the split name for every image of a folder
@@ -96,19 +98,9 @@ def list_datasets(data_dir: Path) -> list[str]:
     return found
 
 
-def model_dataset(metadata: dict) -> str | None:
-    """The dataset (path inside the data folder) a model was trained on, from model.json."""
-    data = metadata.get("data") or {}
-    return data.get("dataset") or data.get("root_name")
-
-
 def manifest_path(classifier) -> Path | None:
     """The model's split manifest, if its folder has one."""
-    if classifier.folder is None:
-        return None
-    name = (classifier.metadata.get("data") or {}).get("split_manifest", "split.csv")
-    path = Path(classifier.folder) / name
-    return path if path.is_file() else None
+    return model_io.manifest_path(classifier.folder, classifier.metadata)
 
 
 def is_models_own(classifier, dataset: str) -> bool:

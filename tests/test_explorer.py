@@ -61,7 +61,7 @@ def test_list_datasets_finds_class_folders_and_split_folders(tmp_path):
 def test_split_options_offer_the_manifest_only_for_the_models_own_data(owning_classifier):
     assert explorer.split_options(owning_classifier, "pbc") == ["test", "val", "train", ALL]
     assert explorer.split_options(owning_classifier, "blood-cells/TRAIN") == [ALL]
-    assert explorer.model_dataset({"data": {"root_name": "pbc"}}) == "pbc"
+    assert explorer.model_dataset({"data": {"dataset": "pbc"}}) == "pbc"
 
 
 def test_split_source_reads_the_manifest_or_lists_the_folder(owning_classifier, small_data):
