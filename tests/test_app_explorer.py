@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from explorer_fixtures import owning_classifier, owning_model_folder, small_data  # noqa: F401
 from hematovision_core import explorer, split_predictions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from explorer_fixtures import owning_classifier, owning_model_folder, small_data  # noqa: F401
 from hematovision_core import explorer
 from hematovision_core.explorer import ALL, Filters
 from hematovision_core.split_predictions import SplitPredictions

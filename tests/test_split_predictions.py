@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from explorer_fixtures import make_small_data
-from explorer_fixtures import owning_classifier, owning_model_folder, small_data  # noqa: F401
 from hematovision_core import explorer, split_predictions
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.predict import Classifier
 from hematovision_core.preprocessing import preprocess
+
+from conftest import make_small_data
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import numpy as np
 from PIL import Image
 
-from explorer_fixtures import owning_classifier, owning_model_folder, small_data  # noqa: F401
 from hematovision_core import thumbnails
 from hematovision_core.predict import Classifier
 
