@@ -12,14 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
+from hematovision_core import DISCLAIMER
 from hematovision_core.config import Settings
 from hematovision_core.model_io import list_model_folders, read_metadata
 
 DEFAULT_MODEL = "pbc-8class"
-DISCLAIMER = (
-    "HematoVision is a teaching tool, not a diagnostic device. "
-    "Never use its output for patient care."
-)
 
 
 def get_settings() -> Settings:

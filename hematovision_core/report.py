@@ -14,13 +14,12 @@ from datetime import datetime, timezone
 import numpy as np
 from PIL import Image
 
+from hematovision_core import DISCLAIMER
 from hematovision_core.batch import ImageResult
 from hematovision_core.gradcam import Heatmap
 from hematovision_core.model_card import version_line
 from hematovision_core.morphology import card_for
 
-DISCLAIMER = ("HematoVision is a teaching tool, not a diagnostic device. "
-              "Never use its output for patient care.")
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
 h1 { color: #8e244d; } .muted { color: #666; font-size: 0.9rem; }
