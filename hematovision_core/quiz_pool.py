@@ -1,37 +1,26 @@
-"""The images a quiz may ask about, and the model's answers on them, cached on disk.
+"""The images a quiz may ask about, and the model's answers on them.
 
 Questions come only from images the model did not train on: the validation and test rows of the
 model's split manifest (`split.csv` in its folder), or a folder it never saw (`folder_pool`).
 
-The "typical" and "hard" difficulties need the model's prediction on every candidate. Classifying
-the whole PBC pool (about 4,600 images) takes a minute on a laptop CPU, so `predicted_pool` works on
-a fixed, class-stratified sample of at most `PREDICTION_SAMPLE_PER_CLASS` images per class (about
-1,200 for PBC, some 15 seconds once), classified in batches and saved after every batch under
-`<cache_dir>/quiz_pool/`. The cache file is keyed by the model's sha256, the manifest's sha256
-and the sample's file paths (hence the data folder and the sample size), so a retrained model or
-a new split never reuses stale answers, and a page closed half-way resumes where it stopped.
+The "typical" and "hard" difficulties need the model's prediction on every candidate. They come
+from the dataset explorer's cache (`split_predictions`): the validation and test splits are
+classified once per model and data folder (about a minute for PBC's 4,600 images on 2 cores) and
+both pages reuse the result.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from hematovision_core.data import discover, manifest_checksum, read_manifest
+from hematovision_core.data import discover, read_manifest
 from hematovision_core.model_io import dataset_name, manifest_path
 
 QUIZ_SPLITS = ("val", "test")  # never "train": students must not be asked about training images
-PREDICTION_SAMPLE_PER_CLASS = 150
-PREDICTION_BATCH = 32
-CACHE_FOLDER = "quiz_pool"
 DEFAULT_DATASET = "pbc"
 
 Progress = Callable[[int, int], None]  # (images done, images in all)
@@ -93,22 +82,6 @@ def image_path(data_dir: str | Path, image_id: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def stratified_sample(pool: Sequence[Candidate], per_class: int, seed: int = 0) -> list[Candidate]:
-    """At most `per_class` candidates of each class, the same ones every time."""
-    by_class: dict[str, list[Candidate]] = defaultdict(list)
-    for candidate in sorted(pool, key=lambda c: c.image_id):
-        by_class[candidate.truth].append(candidate)
-    rng = np.random.RandomState(seed)
-    sample = []
-    for label in sorted(by_class):
-        items = by_class[label]
-        if len(items) > per_class:
-            keep = sorted(rng.choice(len(items), per_class, replace=False))
-            items = [items[i] for i in keep]
-        sample += items
-    return sorted(sample, key=lambda c: c.image_id)
-
-
 def with_prediction(candidate: Candidate, probabilities: np.ndarray, classes: Sequence[str]) -> Candidate:
     """A copy of `candidate` carrying the model's answer, confidence and second choice."""
     order = np.argsort(-np.asarray(probabilities))
@@ -126,78 +99,28 @@ def predict_candidates(classifier, candidates: Sequence[Candidate]) -> list[Cand
     return [with_prediction(c, p, classifier.classes) for c, p in zip(candidates, probabilities)]
 
 
-def cache_file(cache_dir: str | Path, model_sha256: str, manifest_sha256: str,
-               sample: Sequence[Candidate]) -> Path:
-    """Where the predictions for one model, split and sample (files on this machine) are kept."""
-    digest = hashlib.sha256(model_sha256.encode())
-    digest.update(manifest_sha256.encode())
-    for candidate in sample:  # the sample's resolved paths name the data folder and sample size
-        digest.update(str(Path(candidate.path).resolve()).encode() + b"\n")
-    return Path(cache_dir) / CACHE_FOLDER / f"{digest.hexdigest()[:20]}.json"
-
-
-def _pixels_or_none(classifier, path: Path) -> np.ndarray | None:
-    """The preprocessed image, or None for a file that is not a readable image."""
-    from hematovision_core.preprocessing import ImageError
-
-    try:
-        return classifier.prepare(path)
-    except (ImageError, OSError):
-        return None
-
-
-def _read_cache(path: Path, classes: Sequence[str]) -> dict[str, list[float] | None]:
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if payload.get("classes") != list(classes):
-        return {}
-    return payload.get("probabilities", {})
-
-
-def _write_cache(path: Path, classes: Sequence[str],
-                 probabilities: dict[str, list[float] | None]) -> None:
-    """Write atomically, so a reader (another session) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps({"classes": list(classes), "probabilities": probabilities})
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "w") as f:
-        f.write(payload)
-    os.replace(temporary, path)
-
-
 def predicted_pool(classifier, pool: Sequence[Candidate], cache_dir: str | Path,
-                   per_class: int = PREDICTION_SAMPLE_PER_CLASS, progress: Progress | None = None,
-                   batch_size: int = PREDICTION_BATCH) -> list[Candidate]:
-    """The stratified sample of `pool`, each with the model's prediction (computed once, cached)."""
-    if not pool:
-        return []
-    sample = stratified_sample(pool, per_class)
-    metadata, classes = classifier.metadata, classifier.classes
-    manifest = manifest_path(classifier.folder, metadata) if classifier.folder else None
-    manifest_sha = manifest_checksum(manifest) if manifest else "no-manifest"
-    path = cache_file(cache_dir, metadata.get("model_sha256", classifier.name), manifest_sha, sample)
-    cached = _read_cache(path, classes)
-    missing = [c for c in sample if c.image_id not in cached]
-    done = len(sample) - len(missing)
-    for start in range(0, len(missing), batch_size):
-        chunk = missing[start:start + batch_size]
-        pixels = [_pixels_or_none(classifier, c.path) for c in chunk]
-        readable = [(c, p) for c, p in zip(chunk, pixels) if p is not None]
-        if readable:
-            batch = np.stack([p for _, p in readable])  # (n, size, size, 3) in [-1, 1]
-            for (candidate, _), row in zip(readable, classifier.probabilities(batch)):
-                cached[candidate.image_id] = [round(float(p), 6) for p in row]
-        for candidate, p in zip(chunk, pixels):
-            if p is None:
-                cached[candidate.image_id] = None  # unreadable: remembered, never asked
-        _write_cache(path, classes, cached)  # after every batch: a closed tab loses little
-        done += len(chunk)
-        if progress:
-            progress(done, len(sample))
-    return [with_prediction(c, np.array(cached[c.image_id]), classes) for c in sample
-            if cached[c.image_id] is not None]
+                   data_dir: str | Path, progress: Progress | None = None) -> list[Candidate]:
+    """`pool` with the model's prediction on each image; unreadable images are left out.
+
+    The predictions are the dataset explorer's: computed once per model, data folder and split
+    (`split_predictions`), cached on disk and shared by both pages.
+    """
+    from hematovision_core import explorer, split_predictions
+
+    dataset = dataset_name(classifier.metadata) or DEFAULT_DATASET
+    sources = [explorer.split_source(Path(data_dir), classifier, dataset, split)
+               for split in QUIZ_SPLITS if split in explorer.split_options(classifier, dataset)]
+    total, done = sum(len(s.paths) for s in sources), 0
+    probabilities: dict[Path, np.ndarray] = {}
+    for source in sources:
+        report = None if progress is None else (lambda n, _, base=done: progress(base + n, total))
+        predictions = split_predictions.predictions_for(Path(cache_dir), classifier, source, report)
+        for relative, row in zip(predictions.paths, predictions.probabilities):
+            probabilities[(Path(source.root) / relative).resolve()] = row
+        done += len(source.paths)
+    return [with_prediction(c, probabilities[key], classifier.classes) for c in pool
+            if (key := Path(c.path).resolve()) in probabilities]
 
 
 @dataclass(frozen=True, eq=False)

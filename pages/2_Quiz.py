@@ -75,8 +75,9 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     if spec.difficulty in quiz.NEEDS_PREDICTIONS:
         message = "The model looks at the quiz images once (kept for next time): {} of {}"
         bar = st.progress(0.0, text=message.format(0, "..."))
-        pool = predicted_pool(classifier, pool, settings.cache_dir, progress=lambda done, total:
-                              bar.progress(done / total, text=message.format(done, total)))
+        pool = predicted_pool(classifier, pool, settings.cache_dir, settings.data_dir,
+                              progress=lambda done, total: bar.progress(
+                                  done / total, text=message.format(done, total)))
         bar.empty()
     questions = quiz.plan_questions(pool, spec, classifier.classes)
     if not questions:

@@ -122,3 +122,18 @@ def test_exam_ends_with_a_review(quiz_env):
     at.button(key="new_quiz").click().run()  # back to the form, which kept its values
     assert at.text_input(key="nickname").value == "ana"
     assert at.radio(key="mode").value == "exam" and at.number_input(key="length").value == 5
+
+
+def test_hard_quiz_reads_the_models_answers_once_and_caches_them(quiz_env, tmp_path):
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    at.run()
+    at.text_input(key="nickname").input("ana")
+    at.text_input(key="quiz_code").input("HARD1")
+    at.selectbox(key="difficulty").set_value("hard")
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    questions = at.session_state["quiz"]["questions"]
+    # Hard questions come from images the model got wrong or nearly confused, never training ones.
+    assert questions and all("/train-" not in q.image_id for q in questions)
+    assert all(q.model_answer is not None for q in questions)
+    assert list((tmp_path / "var" / "cache" / "explorer").iterdir())  # shared with the explorer

@@ -12,7 +12,7 @@ from PIL import Image
 
 from hematovision_core import quiz
 from hematovision_core.quiz import Answer, QuizSpec
-from hematovision_core.quiz_pool import Candidate, manifest_pool, predicted_pool, stratified_sample
+from hematovision_core.quiz_pool import Candidate, manifest_pool, predicted_pool
 
 CLASSES = ["eosinophil", "lymphocyte", "neutrophil"]
 
@@ -237,27 +237,20 @@ def test_manifest_pool_uses_only_validation_and_test_images(tmp_path):
     assert all("/train" not in c.image_id and c.image_id.startswith("pbc/") for c in pool)
     assert all(c.path.is_file() for c in pool)
     assert manifest_pool(tmp_path, metadata, data) == []  # no manifest, no pool
-    sample = stratified_sample(make_pool(per_class=10), per_class=4)
-    assert Counter(c.truth for c in sample) == {label: 4 for label in CLASSES}
-    assert sample == stratified_sample(make_pool(per_class=10), per_class=4)
 
 
-def test_predicted_pool_is_computed_once_and_cached(tmp_path, tiny_classifier, monkeypatch):
-    pool = []
-    for i, label in enumerate(CLASSES):
-        for j in range(2):
-            path = tmp_path / "data" / "pbc" / label / f"{j}.png"
-            write_image(path, (40 * i, 80 + 50 * j, 120))
-            pool.append(Candidate(f"pbc/{label}/{j}.png", path, label))
-    (tmp_path / "data" / "pbc" / "neutrophil" / "2.png").write_bytes(b"not an image")
-    pool.append(Candidate("pbc/neutrophil/2.png", tmp_path / "data/pbc/neutrophil/2.png", "neutrophil"))
-    cache = tmp_path / "cache"
+def test_predicted_pool_uses_the_explorers_cache_real_data(owning_model_folder, owning_classifier,
+                                                            small_data, tmp_path, monkeypatch):
+    from hematovision_core import split_predictions
+
+    pool = manifest_pool(owning_model_folder, owning_classifier.metadata, small_data)
+    assert len(pool) == 9  # 1 val + 2 test images per class
     seen = []
-    first = predicted_pool(tiny_classifier, pool, cache, progress=lambda done, total: seen.append(done))
-    assert len(first) == 6  # the unreadable file is left out
-    assert seen[-1] == 7
+    first = predicted_pool(owning_classifier, pool, tmp_path, small_data,
+                           progress=lambda done, total: seen.append((done, total)))
+    assert len(first) == 9 and seen[-1] == (9, 9)
     assert all(c.predicted in CLASSES and 0 < c.confidence <= 1 and c.second != c.predicted
                for c in first)
-    monkeypatch.setattr(tiny_classifier, "probabilities",
+    monkeypatch.setattr(split_predictions, "run_model",
                         lambda *a, **k: pytest.fail("classified again instead of using the cache"))
-    assert predicted_pool(tiny_classifier, pool, cache) == first
+    assert predicted_pool(owning_classifier, pool, tmp_path, small_data) == first
