@@ -1,10 +1,16 @@
-"""Plotly figures for the pages; each function returns a figure and only pages draw it."""
+"""Plotly figures for the pages; each function returns a figure and only pages draw it.
+
+Interactive explorer figures carry each point's identity in `customdata`, so a page can turn a
+selection event back into rows: the confusion matrix's cells carry (true label, predicted label)
+and the map's points carry their row number in the prediction table.
+"""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 ACCENT = "#8e244d"  # the theme's primary colour (haematoxylin-eosin magenta)
@@ -56,7 +62,8 @@ def differential_chart(shares: Mapping[str, float], title: str = "Differential")
 
 
 def confusion_matrix_heatmap(matrix: Sequence[Sequence[int]], display_names: Sequence[str],
-                             title: str = "Confusion matrix") -> go.Figure:
+                             title: str = "Confusion matrix", answered: str = "predicted",
+                             truth: str = "true") -> go.Figure:
     """Rows = true class, columns = predicted; colour = share of the row, text = counts."""
     counts = np.asarray(matrix, dtype=float)
     if counts.shape != (len(display_names), len(display_names)):
@@ -64,13 +71,14 @@ def confusion_matrix_heatmap(matrix: Sequence[Sequence[int]], display_names: Seq
                          f"got shape {counts.shape}")
     row_share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)  # recall per row
     figure = go.Figure(go.Heatmap(
-        z=row_share, x=list(display_names), y=list(display_names),
-        text=counts.astype(int), texttemplate="%{text}", colorscale="RdPu", zmin=0, zmax=1,
+        # Plain lists, not arrays: the figure's JSON stays readable (plotly packs arrays as binary).
+        z=row_share.tolist(), x=list(display_names), y=list(display_names),
+        text=counts.astype(int).tolist(), texttemplate="%{text}", colorscale="RdPu", zmin=0, zmax=1,
         colorbar=dict(title="share of row", tickformat=".0%"),
         hovertemplate="true %{y}, predicted %{x}: %{text} (%{z:.0%} of row)<extra></extra>",
     ))
-    figure.update_xaxes(title="predicted", side="bottom")
-    figure.update_yaxes(title="true", autorange="reversed")
+    figure.update_xaxes(title=answered, side="bottom")
+    figure.update_yaxes(title=truth, autorange="reversed")
     figure.update_layout(title=title)
     return _compact(figure, 160 + 40 * len(display_names))
 
@@ -101,3 +109,173 @@ def training_curves(history: Mapping) -> go.Figure:
     figure.update_yaxes(title=None, tickformat=".0%", range=[0, 1.02])
     figure.update_layout(title="Training curves", legend=dict(orientation="h", y=-0.25))
     return _compact(figure, 360)
+
+
+# Quiz and instructor view ----------------------------------------------------------------------
+
+HUMAN_COLOUR = "#1f77b4"
+MODEL_COLOUR = "#ff7f0e"
+
+
+def class_accuracy_bars(table: pd.DataFrame, title: str = "Accuracy per cell type",
+                        who: str = "You") -> go.Figure:
+    """Grouped bars of the student's (and the model's) accuracy per class from `quiz.class_accuracy`."""
+    shown = table[table["answered"] > 0]
+    figure = go.Figure()
+    figure.add_bar(x=shown["cell"], y=shown["accuracy"], name=who, marker_color=HUMAN_COLOUR,
+                   text=[f"{value:.0%}" for value in shown["accuracy"]], textposition="outside",
+                   customdata=shown[["correct", "answered"]],
+                   hovertemplate="%{x}: %{y:.0%} (%{customdata[0]}/%{customdata[1]})<extra></extra>")
+    if shown["model_accuracy"].notna().any():
+        figure.add_bar(x=shown["cell"], y=shown["model_accuracy"], name="Model",
+                       marker_color=MODEL_COLOUR, textposition="outside",
+                       text=[f"{value:.0%}" if value == value else "" for value in
+                             shown["model_accuracy"]], hovertemplate="%{x}: %{y:.0%}<extra>Model</extra>")
+    figure.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1.12], tickformat=".0%"),
+                         margin=dict(l=10, r=10, t=50, b=10), height=340)
+    return figure
+
+
+def score_histogram(accuracies: Sequence[float], title: str = "Score distribution") -> go.Figure:
+    """Histogram of students' accuracies (0-1) in 10% bins."""
+    figure = go.Figure(go.Histogram(
+        x=list(accuracies), xbins=dict(start=0, end=1.0001, size=0.1), marker_color=HUMAN_COLOUR,
+        hovertemplate="%{x}: %{y} student(s)<extra></extra>",
+    ))
+    figure.update_layout(title=title, xaxis=dict(title="Accuracy", tickformat=".0%", range=[0, 1]),
+                         yaxis_title="Students", bargap=0.05, margin=dict(l=10, r=10, t=50, b=10),
+                         height=320)
+    return figure
+
+
+def human_vs_model_bars(result, title: str = "Human vs Model") -> go.Figure:
+    """Right answers of the human(s) and the model on the same images, and who beat whom."""
+    figure = go.Figure()
+    categories = ["Both right", "Only human right", "Only model right", "Both wrong"]
+    counts = [result.both_correct, result.human_only, result.model_only, result.neither]
+    figure.add_bar(x=categories, y=counts, marker_color=["#2ca02c", HUMAN_COLOUR, MODEL_COLOUR,
+                                                          "#d62728"],
+                   hovertemplate="%{x}: %{y} image(s)<extra></extra>")
+    figure.update_layout(title=f"{title}: human {result.human_correct}/{result.answered}, "
+                               f"model {result.model_correct}/{result.answered}",
+                         yaxis_title="Answers", margin=dict(l=10, r=10, t=50, b=10), height=320)
+    return figure
+
+
+# Dataset explorer -----------------------------------------------------------------------------
+
+SPLIT_COLOURS = {"train": "#9db4d3", "val": "#f2b880", "test": "#4c72b0", "all": "#4c72b0"}
+CLASS_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+                 "#8c8c8c", "#ccb974", "#64b5cd")
+MAP_POINT_LIMIT = 20_000  # more points than this are thinned on the map (never the errors)
+
+
+def class_distribution_chart(counts: pd.DataFrame, names: Mapping[str, str],
+                             highlight: str | None = None) -> go.Figure:
+    """Grouped bars: images per class (rows of `counts`) for each split (its columns)."""
+    figure = go.Figure()
+    labels = [names.get(label, label) for label in counts.index]
+    for split in counts.columns:
+        chosen = highlight is None or split == highlight
+        figure.add_bar(x=labels, y=counts[split].tolist(), name=split,
+                       marker_color=SPLIT_COLOURS.get(split, "#4c72b0"),
+                       opacity=1.0 if chosen else 0.45,
+                       hovertemplate="%{x}: %{y} images<extra>" + split + "</extra>")
+    figure.update_layout(barmode="group", height=280, margin=dict(l=10, r=10, t=30, b=10),
+                         yaxis_title="images", legend_title_text="split",
+                         title_text="Images per class")
+    return figure
+
+
+def confusion_matrix_chart(confusion: pd.DataFrame, names: Mapping[str, str],
+                           selected: tuple[str, str] | None = None) -> go.Figure:
+    """Heatmap of counts (true rows, predicted columns); click a cell to select its images.
+
+    Plotly heatmaps do not report clicks as selections, so each cell also holds an almost
+    invisible square marker whose customdata is [true label, predicted label].
+    """
+    rows = [names.get(label, label) for label in confusion.index]
+    columns = [names.get(label, label) for label in confusion.columns]
+    values = confusion.to_numpy()
+    # Colour by share of each true class, so small classes are as readable as large ones.
+    totals = values.sum(axis=1, keepdims=True)
+    shares = np.divide(values, totals, out=np.zeros(values.shape, float), where=totals > 0)
+    figure = go.Figure(go.Heatmap(
+        z=shares, x=columns, y=rows, text=values, texttemplate="%{text}", colorscale="Blues",
+        zmin=0, zmax=1, colorbar=dict(title="share of row"), hoverinfo="skip",
+    ))
+    # The markers take the hover and the clicks (a skipped hover would also skip the click).
+    grid_y, grid_x = np.meshgrid(np.arange(len(rows)), np.arange(len(columns)), indexing="ij")
+    figure.add_scatter(
+        x=[columns[i] for i in grid_x.ravel()], y=[rows[i] for i in grid_y.ravel()],
+        mode="markers", marker=dict(symbol="square", size=28, opacity=0.01, color="#000"),
+        customdata=[[confusion.index[r], confusion.columns[c]]
+                    for r, c in zip(grid_y.ravel(), grid_x.ravel())],
+        text=[str(v) for v in values.ravel()],
+        hovertemplate="true %{y}, predicted %{x}: %{text} images<extra></extra>",
+        showlegend=False,
+    )
+    if selected is not None and selected[0] in confusion.index and selected[1] in confusion.columns:
+        figure.add_scatter(x=[names.get(selected[1], selected[1])],
+                           y=[names.get(selected[0], selected[0])], mode="markers",
+                           marker=dict(symbol="square-open", size=34, color="#d62728",
+                                       line=dict(width=3)),
+                           hoverinfo="skip", showlegend=False)
+    figure.update_layout(
+        height=120 + 38 * len(rows), margin=dict(l=10, r=10, t=30, b=10),
+        xaxis=dict(title="predicted", side="bottom"),
+        yaxis=dict(title="true", autorange="reversed"),
+        title_text="Confusion matrix (click a cell)", clickmode="event+select",
+    )
+    return figure
+
+
+def feature_map_chart(table: pd.DataFrame, names: Mapping[str, str],
+                      explained_variance: Sequence[float] = (0.0, 0.0),
+                      selected_row: int | None = None) -> go.Figure:
+    """Scatter of the 2-D feature map coloured by true class; wrong predictions drawn as crosses.
+
+    `table` needs columns x, y, label, predicted, correct; its index (the row number) is each
+    point's customdata, so a selection leads back to the image.
+    """
+    rows = table.index.to_numpy()
+    x, y = table["x"].to_numpy(), table["y"].to_numpy()
+    labels = table["label"].to_numpy()
+    predicted = table["predicted"].to_numpy()
+    correct = table["correct"].to_numpy(dtype=bool)
+    keep = np.ones(len(table), dtype=bool)
+    if len(table) > MAP_POINT_LIMIT:  # thin the right answers evenly, keep every mistake
+        step = int(np.ceil(correct.sum() / max(1, MAP_POINT_LIMIT - (~correct).sum())))
+        keep = ~correct | (np.cumsum(correct) % step == 1)
+    figure = go.Figure()
+    for number, label in enumerate(sorted(set(labels))):
+        colour = CLASS_COLOURS[number % len(CLASS_COLOURS)]
+        name = names.get(label, label)
+        of_class = keep & (labels == label)
+        right, wrong = of_class & correct, of_class & ~correct
+        if right.any():
+            figure.add_scattergl(
+                x=x[right], y=y[right], customdata=rows[right], mode="markers", name=name,
+                legendgroup=label, marker=dict(color=colour, size=5, opacity=0.55),
+                hovertemplate=f"{name}, predicted correctly<extra>row %{{customdata}}</extra>")
+        if wrong.any():
+            figure.add_scattergl(
+                x=x[wrong], y=y[wrong], customdata=rows[wrong], mode="markers",
+                name=f"{name} (wrong)", legendgroup=label,
+                hovertext=[names.get(p, p) for p in predicted[wrong]],
+                marker=dict(color=colour, size=8, symbol="x", opacity=0.95),
+                hovertemplate=f"{name} → %{{hovertext}}<extra>row %{{customdata}}</extra>")
+    if selected_row is not None and selected_row in table.index:
+        point = table.loc[selected_row]
+        figure.add_scattergl(x=[point["x"]], y=[point["y"]], mode="markers", showlegend=False,
+                             marker=dict(symbol="circle-open", size=18, color="#d62728",
+                                         line=dict(width=3)), hoverinfo="skip")
+    first, second = (list(explained_variance) + [0.0, 0.0])[:2]
+    figure.update_layout(
+        height=600, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+        title_text="Map of the model's features (PCA; crosses: wrong predictions)",
+        xaxis_title=f"component 1 ({first:.0%} of variance)",
+        yaxis_title=f"component 2 ({second:.0%} of variance)",
+        legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.15),
+    )
+    return figure

@@ -8,7 +8,7 @@ import uuid
 import streamlit as st
 
 from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
-from hematovision_core import quiz, quiz_charts, storage
+from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast
 from hematovision_core.preprocessing import ImageError
@@ -206,11 +206,12 @@ def progress_ui(state: dict) -> None:
     if not answers:
         return
     left, right = st.columns(2)
-    left.plotly_chart(quiz_charts.class_accuracy_bars(quiz.class_accuracy(answers,
+    left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers,
                                                                            classifier.classes)),
                       key="class_accuracy")
-    right.plotly_chart(quiz_charts.confusion_heatmap(
-        quiz.confusion_matrix(answers, classifier.classes), classifier.display_names),
+    right.plotly_chart(charts.confusion_matrix_heatmap(
+        quiz.confusion_matrix(answers, classifier.classes), classifier.display_names,
+        title="Which cells you mistake for which", answered="your answer", truth="true cell"),
         key="confusion")
 
 
@@ -268,7 +269,7 @@ if state["finished"]:
     st.subheader("Results")
     progress_ui(state)
     if spec.mode == "versus":
-        st.plotly_chart(quiz_charts.human_vs_model_bars(quiz.human_vs_model(state["answers"])),
+        st.plotly_chart(charts.human_vs_model_bars(quiz.human_vs_model(state["answers"])),
                         key="versus")
     review_ui(state)
 elif state["feedback"] is not None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
-from hematovision_core import charts as shared_charts
-from hematovision_core import explorer
-from hematovision_core import explorer_charts as charts
+from hematovision_core import charts, explorer
 from hematovision_core.explorer import ALL, OUTCOMES, PAGE_SIZE, Filters
 from hematovision_core.morphology import card_for
 from hematovision_core.preprocessing import ImageError
@@ -301,7 +299,7 @@ def detail_ui(settings, classifier, source, predictions, table, names) -> None:
     st.markdown(f"Label **{names.get(label, label)}** · model says "
                 f"**{names.get(predicted, predicted)}** ({verdict})")
     truth = classifier.classes.index(label) if label in classifier.classes else None
-    st.plotly_chart(shared_charts.probability_bars(
+    st.plotly_chart(charts.probability_bars(
         probabilities, classifier.display_names, highlight=truth,
         title="Probabilities (true class in colour)" if truth is not None else "Probabilities"),
         key="explorer_detail_probabilities", config={"displayModeBar": False})

@@ -7,7 +7,7 @@ import hmac
 import streamlit as st
 
 from app_support import disclaimer, get_settings
-from hematovision_core import quiz, quiz_charts, storage
+from hematovision_core import charts, quiz, storage
 from hematovision_core.quiz_pool import image_path
 
 st.set_page_config(page_title="Instructor · HematoVision", page_icon=":material/school:",
@@ -100,15 +100,16 @@ columns[3].metric("Model accuracy (same images)",
                   f"{versus.model_correct / versus.answered:.0%}" if versus.answered else "-")
 
 left, right = st.columns(2)
-left.plotly_chart(quiz_charts.score_histogram(students["accuracy"]), key="score_histogram")
-right.plotly_chart(quiz_charts.human_vs_model_bars(versus, title="Class vs Model"),
+left.plotly_chart(charts.score_histogram(students["accuracy"]), key="score_histogram")
+right.plotly_chart(charts.human_vs_model_bars(versus, title="Class vs Model"),
                    key="human_vs_model")
 left, right = st.columns(2)
-left.plotly_chart(quiz_charts.class_accuracy_bars(quiz.class_accuracy(answers, classes),
+left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers, classes),
                                                   who="Class"), key="class_accuracy")
-right.plotly_chart(quiz_charts.confusion_heatmap(
+right.plotly_chart(charts.confusion_matrix_heatmap(
     quiz.confusion_matrix(answers, classes), [quiz.display_name(c) for c in classes],
-    title="What the class mistakes for what"), key="class_confusion")
+    title="What the class mistakes for what", answered="answer", truth="true cell"),
+    key="class_confusion")
 
 st.subheader("Most confused pairs")
 st.dataframe(quiz.confused_pairs(answers, top=8), hide_index=True, key="confused_pairs")

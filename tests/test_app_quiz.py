@@ -69,7 +69,7 @@ def metric(at: AppTest, label: str) -> str:
 
 def confusion_counts(at: AppTest) -> list[list[int]]:
     chart = next(c for c in at.get("plotly_chart") if "Which cells you mistake" in c.proto.spec)
-    return json.loads(chart.proto.spec)["data"][0]["z"]
+    return json.loads(chart.proto.spec)["data"][0]["text"]  # counts (colour is the row share)
 
 
 def test_practice_round_right_and_wrong_updates_score_and_confusion_matrix(quiz_env):

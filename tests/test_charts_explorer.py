@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hematovision_core import explorer_charts as charts
+from hematovision_core import charts
 
 NAMES = {"eosinophil": "Eosinophil", "neutrophil": "Neutrophil", "basophil": "Basophil"}
 
