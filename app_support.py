@@ -17,6 +17,7 @@ from hematovision_core.config import Settings
 from hematovision_core.model_io import list_model_folders, read_metadata
 
 DEFAULT_MODEL = "pbc-8class"
+LOGO = Path(__file__).resolve().parent / "assets" / "logo.svg"
 
 
 def get_settings() -> Settings:
@@ -93,6 +94,8 @@ def model_choices(models_dir: str) -> dict[str, dict]:
 
 
 def disclaimer() -> None:
+    """What every page shows: the logo and the teaching-tool notice."""
+    st.logo(str(LOGO))
     st.caption(f":material/info: {DISCLAIMER}")
 
 
