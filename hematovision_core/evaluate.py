@@ -48,37 +48,45 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
     return records, f"manifest split '{wanted}'"
 
 
+def record_probabilities(classifier, records, batch_size: int = 32):
+    """Calibrated probabilities for image records, preprocessed batch by batch.
+
+    Returns:
+        (records that decoded, probabilities (len(those), num_classes), one message per
+        unreadable file).
+    """
+    from hematovision_core.preprocessing import ImageError
+
+    kept, chunks, unreadable = [], [], []
+    for start in range(0, len(records), batch_size):
+        arrays = []
+        for record in records[start:start + batch_size]:
+            try:
+                arrays.append(classifier.prepare(record.path))
+                kept.append(record)
+            except ImageError as error:
+                unreadable.append(f"{record.path.name}: {error}")
+        if arrays:
+            chunks.append(classifier.probabilities(np.stack(arrays)))
+    empty = np.zeros((0, len(classifier.classes)), np.float32)
+    return kept, (np.concatenate(chunks) if chunks else empty), unreadable
+
+
 def evaluate(model_folder: Path, data_dir: Path, split: str | None = None,
              batch_size: int = 32, classifier=None) -> dict:
     """Classify every selected image and summarize; returns the JSON-ready report."""
     from hematovision_core.predict import Classifier
-    from hematovision_core.preprocessing import ImageError
 
     classifier = classifier or Classifier.load(model_folder)
     records, source = select_records(Path(model_folder), Path(data_dir), split)
     index_of = {c.lower(): i for i, c in enumerate(classifier.classes)}
     known = [r for r in records if r.label in index_of]
     unknown = [r for r in records if r.label not in index_of]
-    unreadable: list[str] = []
-
-    def probabilities_for(subset):
-        kept, chunks = [], []
-        for start in range(0, len(subset), batch_size):
-            arrays = []
-            for record in subset[start:start + batch_size]:
-                try:
-                    arrays.append(classifier.prepare(record.path))
-                    kept.append(record)
-                except ImageError as error:
-                    unreadable.append(f"{record.path.name}: {error}")
-            if arrays:
-                chunks.append(classifier.probabilities(np.stack(arrays)))
-        empty = np.zeros((0, len(classifier.classes)), np.float32)
-        return kept, (np.concatenate(chunks) if chunks else empty)
-
-    kept, probabilities = probabilities_for(known)
+    kept, probabilities, unreadable = record_probabilities(classifier, known, batch_size)
     report = summarize([index_of[r.label] for r in kept], probabilities, classifier.classes)
-    unknown_kept, unknown_probabilities = probabilities_for(unknown)
+    unknown_kept, unknown_probabilities, unreadable_unknown = record_probabilities(
+        classifier, unknown, batch_size)
+    unreadable += unreadable_unknown
     called = Counter()
     for record, row in zip(unknown_kept, unknown_probabilities):
         called[(record.label, classifier.classes[int(np.argmax(row))])] += 1

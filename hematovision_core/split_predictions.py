@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from hematovision_core.calibration import apply_temperature
 from hematovision_core.feature_map import pca_2d
 from hematovision_core.preprocessing import ImageError, model_view, resize_for_model
 
@@ -110,18 +111,10 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
     return SplitPredictions(
         root=Path(source.root), split=source.split, paths=tuple(meta["paths"]),
         labels=tuple(meta["labels"]), classes=tuple(meta["classes"]), logits=logits,
-        probabilities=classifier_probabilities(classifier, logits), coords=coords,
+        probabilities=apply_temperature(logits, classifier.temperature), coords=coords,
         explained_variance=tuple(meta["explained_variance"]), skipped=tuple(meta["skipped"]),
         folder=folder,
     )
-
-
-def classifier_probabilities(classifier, logits: np.ndarray) -> np.ndarray:
-    from hematovision_core.calibration import apply_temperature
-
-    if len(logits) == 0:
-        return np.zeros((0, len(classifier.classes)), np.float32)
-    return apply_temperature(logits, classifier.temperature)
 
 
 # Keras model -> its compiled two-output forward pass; tracing takes seconds, so do it once per

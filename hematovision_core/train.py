@@ -127,6 +127,7 @@ def train(args: argparse.Namespace) -> dict:
 
     from hematovision_core import features, metrics
     from hematovision_core.calibration import apply_temperature, fit_temperature
+    from hematovision_core.evaluate import record_probabilities
     from hematovision_core.config import Settings
     from hematovision_core.model import FEATURE_CUT_LAYER, build_classifier, set_trainable_top, split_at
     from hematovision_core.predict import LOGITS_LAYER, Classifier
@@ -259,8 +260,9 @@ def train(args: argparse.Namespace) -> dict:
     results = {}
     for split in ("val", "test"):
         if by_split[split]:
-            probabilities = classifier_probabilities(classifier, by_split[split])
-            results[split] = metrics.summarize(labels[split], probabilities, classes)
+            kept, probabilities, _ = record_probabilities(classifier, by_split[split])
+            results[split] = metrics.summarize([index_of[r.label] for r in kept], probabilities,
+                                               classes)
             log.info("%s (end to end): accuracy %.4f, macro-F1 %.4f, ECE %.4f", split,
                      results[split]["accuracy"], results[split]["macro_f1"], results[split]["ece"])
     uncalibrated = apply_temperature(val_logits, 1.0)
@@ -281,15 +283,6 @@ def dataset_name(root: Path) -> str:
 
     data_dir = Settings.from_env().data_dir.resolve()
     return root.relative_to(data_dir).as_posix() if root.is_relative_to(data_dir) else root.name
-
-
-def classifier_probabilities(classifier, records, batch_size: int = 32) -> np.ndarray:
-    """Calibrated probabilities for records, preprocessing images batch by batch."""
-    chunks = []
-    for start in range(0, len(records), batch_size):
-        batch = np.stack([classifier.prepare(r.path) for r in records[start:start + batch_size]])
-        chunks.append(classifier.probabilities(batch))
-    return np.concatenate(chunks)
 
 
 def main(argv=None) -> int:
