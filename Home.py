@@ -64,7 +64,9 @@ st.markdown(
     f"- **Classes:** {', '.join(classifier.display_names)}\n"
     f"- **Preprocessing:** {metadata.get('preprocessing', '')}"
     + (f"; then a square crop around the white cell (`{metadata['crop']}`)"
-       if metadata.get("crop", "none") != "none" else "") + "\n"
+       if metadata.get("crop", "none") != "none" else "")
+    + ("; predictions average the 8 flips and 90-degree rotations of the image (test-time "
+       "augmentation), heatmaps explain it as shown" if classifier.tta != "none" else "") + "\n"
     f"- **Calibration:** temperature scaling on the validation split (T = "
     f"{classifier.temperature:.2f}), so the confidence shown is a calibrated probability\n"
     + (f"- **Training:** {training.get('head_epochs', '?')} head epochs, then fine-tuning from "

@@ -15,6 +15,22 @@ from hematovision_core.model_io import ModelFolderError, read_metadata, MODEL_FI
 from hematovision_core.preprocessing import ImageSource, model_view, preprocess
 
 LOGITS_LAYER = "head_logits"
+TTA_MODES = ("none", "dihedral")
+
+
+def dihedral_views(batch: tf.Tensor) -> tf.Tensor:
+    """(N, H, W, C) -> (8 * N, H, W, C): the 8 flips and 90-degree rotations, view-major.
+
+    A white cell has no orientation, so each view is an equally real picture of it; averaging the
+    model's logits over them steadies predictions made from a small training set.
+    """
+    rotations = [tf.image.rot90(batch, k) for k in range(4)]
+    return tf.concat(rotations + [tf.image.flip_left_right(r) for r in rotations], axis=0)
+
+
+def mean_over_views(logits: tf.Tensor, views: int) -> tf.Tensor:
+    """(views * N, C) view-major logits -> (N, C) mean."""
+    return tf.reduce_mean(tf.reshape(logits, [views, -1, tf.shape(logits)[-1]]), axis=0)
 
 
 @dataclass(frozen=True)
@@ -43,12 +59,21 @@ class Classifier:
         self.input_size = int(metadata["input_size"])
         self.temperature = float(metadata["temperature"])
         self.crop = metadata.get("crop", "none")  # "white-cell": look at the white cell of a smear
+        # "dihedral": average logits over the 8 symmetries of the square (costs 8 forward passes).
+        self.tta = metadata.get("tta", "none")
+        if self.tta not in TTA_MODES:
+            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
+                                   f"expected one of {TTA_MODES}.")
         self.logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
         size = self.input_size
         self._forward = tf.function(
-            lambda x: self.logits_model(x, training=False),
-            input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
+            self._tta_logits, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
         )
+
+    def _tta_logits(self, batch: tf.Tensor) -> tf.Tensor:
+        if self.tta == "none":
+            return self.logits_model(batch, training=False)
+        return mean_over_views(self.logits_model(dihedral_views(batch), training=False), 8)
 
     @property
     def name(self) -> str:
@@ -84,6 +109,8 @@ class Classifier:
 
     def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """(N, size, size, 3) preprocessed images -> (N, num_classes) uncalibrated logits."""
+        if self.tta != "none":
+            batch_size = max(1, batch_size // 8)  # 8 views per image: keep memory as without TTA
         out = [self._forward(tf.constant(batch[i : i + batch_size])).numpy()
                for i in range(0, len(batch), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)

@@ -79,6 +79,7 @@ def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
         "version": CACHE_VERSION,
         "model_sha256": classifier.metadata["model_sha256"],
         "crop": getattr(classifier, "crop", "none"),  # what part of each image the model sees
+        "tta": classifier.tta,  # and in how many orientations
         "root": str(Path(source.root).resolve()),
         "split": source.split,
         "fingerprint": source.fingerprint,
@@ -136,6 +137,8 @@ def build_forward(classifier):
     import keras
     import tensorflow as tf
 
+    from hematovision_core.predict import dihedral_views, mean_over_views
+
     model = classifier.model
     two_heads = keras.Model(model.input, [model.get_layer(POOL_LAYER).output,
                                           model.get_layer(LOGITS_LAYER).output])
@@ -145,8 +148,11 @@ def build_forward(classifier):
     def forward(pixels):
         # Same scaling as preprocessing.scale_pixels (x / 127.5 - 1), done inside the graph.
         scaled = tf.cast(pixels, tf.float32) / 127.5 - 1.0
-        features, logits = two_heads(scaled, training=False)
-        return features, logits
+        if classifier.tta == "none":
+            return two_heads(scaled, training=False)
+        # Same test-time augmentation as Classifier.logits, so both agree on every image.
+        features, logits = two_heads(dihedral_views(scaled), training=False)
+        return mean_over_views(features, 8), mean_over_views(logits, 8)
 
     return forward
 
@@ -168,6 +174,8 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
         (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
     """
     forward = compiled_forward(classifier)
+    if classifier.tta != "none":
+        batch_size = max(1, batch_size // 8)  # each image runs as 8 views
     size = classifier.input_size
     crop = getattr(classifier, "crop", "none")
     total = len(paths)

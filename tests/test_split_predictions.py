@@ -70,6 +70,8 @@ def test_a_cache_from_another_model_is_never_reused(owning_classifier, small_dat
     cropped = Classifier(owning_classifier.model,
                          {**owning_classifier.metadata, "crop": "white-cell"})
     assert split_predictions.load_cached(tmp_path, cropped, source) is None
+    averaged = Classifier(owning_classifier.model, {**owning_classifier.metadata, "tta": "dihedral"})
+    assert split_predictions.load_cached(tmp_path, averaged, source) is None
 
 
 def test_a_cache_from_another_data_folder_is_never_reused(owning_classifier, small_data,

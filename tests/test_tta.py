@@ -1,0 +1,65 @@
+"""Test-time augmentation: a model folder with `"tta": "dihedral"` averages its logits over the
+8 flips and rotations of the square, in `Classifier` and in the explorer's forward pass alike."""
+
+import numpy as np
+import pytest
+
+from hematovision_core import split_predictions
+from hematovision_core.model_io import ModelFolderError
+from hematovision_core.predict import Classifier
+
+from conftest import TINY_INPUT_SIZE
+
+
+def _dihedral_numpy(batch: np.ndarray) -> list[np.ndarray]:
+    rotations = [np.rot90(batch, k, axes=(1, 2)) for k in range(4)]
+    return rotations + [r[:, :, ::-1] for r in rotations]
+
+
+@pytest.fixture(scope="module")
+def averaged(tiny_classifier):
+    return Classifier(tiny_classifier.model, {**tiny_classifier.metadata, "tta": "dihedral"})
+
+
+def _images(count=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (count, TINY_INPUT_SIZE, TINY_INPUT_SIZE, 3)).astype(np.float32)
+
+
+def test_dihedral_logits_are_the_mean_over_the_eight_views(tiny_classifier, averaged):
+    batch = _images()
+    expected = np.mean([tiny_classifier.logits(np.ascontiguousarray(view))
+                        for view in _dihedral_numpy(batch)], axis=0)
+    np.testing.assert_allclose(averaged.logits(batch), expected, rtol=1e-3, atol=1e-15)
+
+
+def test_dihedral_predictions_ignore_orientation(tiny_classifier, averaged):
+    batch = _images()
+    turned = np.ascontiguousarray(np.rot90(batch, 1, axes=(1, 2)))
+    flipped = np.ascontiguousarray(batch[:, :, ::-1])
+    for view in (turned, flipped):
+        np.testing.assert_allclose(averaged.logits(view), averaged.logits(batch), rtol=1e-3,
+                                   atol=1e-15)
+    # Without TTA the network is not orientation-free: the checks above can fail.
+    assert not np.allclose(tiny_classifier.logits(turned), tiny_classifier.logits(batch),
+                           rtol=1e-3, atol=1e-15)
+
+
+def test_batches_split_the_same_with_tta(averaged):
+    batch = _images(count=5, seed=1)
+    np.testing.assert_allclose(averaged.logits(batch, batch_size=8),
+                               np.concatenate([averaged.logits(batch[i:i + 1]) for i in range(5)]),
+                               rtol=1e-3, atol=1e-15)
+
+
+def test_explorer_forward_agrees_with_classifier(averaged, small_data):
+    paths = sorted((small_data / "pbc").glob("*/*.jpg"))[:4]
+    features, logits, kept = split_predictions.run_model(averaged, paths)
+    assert list(kept) == [0, 1, 2, 3] and features.shape == (4, 1280)
+    expected = averaged.logits(np.stack([averaged.prepare(p) for p in paths]))
+    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-15)
+
+
+def test_unknown_tta_mode_is_refused(tiny_classifier):
+    with pytest.raises(ModelFolderError, match="test-time augmentation"):
+        Classifier(tiny_classifier.model, {**tiny_classifier.metadata, "tta": "rotate-45"})
