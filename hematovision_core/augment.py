@@ -37,8 +37,14 @@ def colour_jitter(pixels: np.ndarray, rng: np.random.Generator, strength: float 
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
+# How an affine warp fills the corners it uncovers: datasets' own augmentations differ (Keras
+# fills with the nearest pixel by default), so training sees each.
+BORDER_MODES = (cv2.BORDER_REFLECT_101, cv2.BORDER_REPLICATE, cv2.BORDER_CONSTANT)
+
+
 def random_affine(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rotation by any angle, shift up to 10%, shear up to 10 degrees, reflected borders."""
+    """Rotation by any angle, shift up to 10%, shear up to 10 degrees; borders reflected,
+    replicated or black."""
     height, width = pixels.shape[:2]
     angle = rng.uniform(-180, 180)
     shear = np.tan(np.deg2rad(rng.uniform(-10, 10)))
@@ -48,7 +54,14 @@ def random_affine(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Compose: shear first, then rotate about the centre, then shift.
     matrix = rotation @ np.vstack([shear_matrix, [0, 0, 1]])
     matrix[:, 2] += shift
-    return cv2.warpAffine(pixels, matrix, (width, height), borderMode=cv2.BORDER_REFLECT_101)
+    border = BORDER_MODES[int(rng.integers(len(BORDER_MODES)))]
+    return cv2.warpAffine(pixels, matrix, (width, height), borderMode=border)
+
+
+def random_field_transform(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random affine warp, then a horizontal flip half the time: geometry only."""
+    out = random_affine(pixels, rng)
+    return np.ascontiguousarray(out[:, ::-1]) if rng.random() < 0.5 else out
 
 
 def augment(pixels: np.ndarray, profile: str, rng: np.random.Generator) -> np.ndarray:
@@ -56,8 +69,5 @@ def augment(pixels: np.ndarray, profile: str, rng: np.random.Generator) -> np.nd
     if profile == "cell":
         return colour_jitter(dihedral(pixels, int(rng.integers(8))), rng)
     if profile == "smear":
-        out = random_affine(pixels, rng)
-        if rng.random() < 0.5:
-            out = out[:, ::-1]
-        return colour_jitter(np.ascontiguousarray(out), rng)
+        return colour_jitter(random_field_transform(pixels, rng), rng)
     raise ValueError(f"Unknown augmentation profile {profile!r}; choose one of {PROFILES}")

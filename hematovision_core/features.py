@@ -17,14 +17,39 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from PIL import Image
+
 from hematovision_core.augment import augment
-from hematovision_core.preprocessing import model_view, resize_for_model, scale_pixels
+from hematovision_core.localize import apply_crop
+from hematovision_core.preprocessing import load_image, resize_for_model, scale_pixels
 
 log = logging.getLogger(__name__)
 
 
 def cache_key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def weights_checksum(model) -> str:
+    """Identifies the frozen bottom's weights (ImageNet, or another model's via --init-from)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.asarray(weight).tobytes())
+    return digest.hexdigest()[:20]
+
+
+def augmented_view(image: Image.Image, profile: str, crop: str, rng: np.random.Generator,
+                   input_size: int) -> np.ndarray:
+    """One random training view, uint8 (input_size, input_size, 3).
+
+    A smear is augmented whole and cropped afterwards, the way a rotated or shifted field reaches
+    the model at inference (the localiser then has to find the cell in it); a single-cell image
+    is augmented at model size.
+    """
+    if profile == "smear":
+        field = augment(np.asarray(image), profile, rng)
+        return resize_for_model(apply_crop(Image.fromarray(field), crop), input_size)
+    return augment(resize_for_model(apply_crop(image, crop), input_size), profile, rng)
 
 
 def compute_feature_maps(bottom, paths, views: int, profile: str | None, seed: int,
@@ -50,10 +75,13 @@ def compute_feature_maps(bottom, paths, views: int, profile: str | None, seed: i
         pending.clear(), slots.clear()
 
     for index, path in enumerate(tqdm(paths, desc=desc, unit="img", mininterval=5)):
-        pixels = resize_for_model(model_view(path, crop), input_size)
+        image = load_image(path)
         for view in range(views):
-            augmented = pixels if profile is None or view == 0 else augment(pixels, profile, rng)
-            pending.append(scale_pixels(augmented))
+            if profile is None or view == 0:
+                pixels = resize_for_model(apply_crop(image, crop), input_size)
+            else:
+                pixels = augmented_view(image, profile, crop, rng, input_size)
+            pending.append(scale_pixels(pixels))
             slots.append((index, view))
             if len(pending) == batch_size:
                 flush()

@@ -15,8 +15,12 @@ from PIL import Image
 
 CROP_MODES = ("none", "white-cell")
 MIN_BLOB_SHARE = 0.002  # blobs smaller than this share of the image are stain debris, not a nucleus
-CROP_SCALE = 2.0  # crop side relative to the blob's larger side: keeps the cytoplasm around it
-MIN_CROP_SHARE = 0.5  # crop side at least this share of the image's shorter side
+# Crop side: 1.5x the blob's larger side keeps the cytoplasm around the nucleus, and at least 30%
+# of the image's shorter side. Chosen by 5-fold cross-validation of linear probes on the 222
+# train+validation smears (scales 1.25-3.0 tried; tighter crops look more like PBC's cells).
+CROP_SCALE = 1.5
+MIN_CROP_SHARE = 0.3
+CROP_GEOMETRY = {"scale": CROP_SCALE, "min_share": MIN_CROP_SHARE}  # part of training's cache key
 
 
 def purple_mask(pixels: np.ndarray) -> np.ndarray:
@@ -31,7 +35,10 @@ def purple_mask(pixels: np.ndarray) -> np.ndarray:
 
 
 def white_cell_box(image: Image.Image) -> tuple[int, int, int, int] | None:
-    """(left, top, right, bottom) of a square around the largest purple blob, or None."""
+    """(left, top, right, bottom) of a square centred on the largest purple blob, or None.
+
+    The box may reach past the image's edges (see `apply_crop`): the cell stays centred even when
+    a shifted or rotated field has moved it to a border."""
     pixels = np.asarray(image.convert("RGB"))
     height, width = pixels.shape[:2]
     count, _, stats, _ = cv2.connectedComponentsWithStats(purple_mask(pixels).astype(np.uint8))
@@ -43,9 +50,7 @@ def white_cell_box(image: Image.Image) -> tuple[int, int, int, int] | None:
         return None
     side = int(max(max(w, h) * CROP_SCALE, MIN_CROP_SHARE * min(height, width)))
     side = min(side, height, width)
-    centre_x, centre_y = x + w / 2, y + h / 2
-    left = int(np.clip(round(centre_x - side / 2), 0, width - side))
-    top = int(np.clip(round(centre_y - side / 2), 0, height - side))
+    left, top = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
     return left, top, left + side, top + side
 
 
@@ -56,4 +61,14 @@ def apply_crop(image: Image.Image, mode: str = "none") -> Image.Image:
     if mode != "white-cell":
         raise ValueError(f"Unknown crop mode {mode!r}; choose one of {CROP_MODES}")
     box = white_cell_box(image)
-    return image.crop(box) if box else image
+    if box is None:
+        return image
+    left, top, right, bottom = box
+    width, height = image.size
+    pad = max(0, -left, -top, right - width, bottom - height)
+    if pad:  # mirror the field past its edges rather than fill with a colour no smear has
+        pixels = cv2.copyMakeBorder(np.asarray(image.convert("RGB")), pad, pad, pad, pad,
+                                    cv2.BORDER_REFLECT_101)
+        image = Image.fromarray(pixels)
+        left, top, right, bottom = left + pad, top + pad, right + pad, bottom + pad
+    return image.crop((left, top, right, bottom))

@@ -32,3 +32,21 @@ def test_colour_jitter_is_mild():
 def test_unknown_profile_is_refused():
     with pytest.raises(ValueError, match="Unknown augmentation profile"):
         augment(np.zeros((8, 8, 3), np.uint8), "xray", np.random.default_rng(0))
+
+
+def test_smear_views_are_augmented_whole_then_cropped_real_data(shared_data):
+    """A training view of a smear is a rotated/shifted field, cropped around its white cell as
+    inference would crop it: a square of model size with the purple nucleus near the centre."""
+    from PIL import Image
+
+    from hematovision_core.features import augmented_view
+    from hematovision_core.localize import purple_mask
+
+    path = sorted((shared_data / "blood-cells" / "TRAIN" / "NEUTROPHIL").glob("*.jpg"))[0]
+    field = Image.open(path).convert("RGB")
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        view = augmented_view(field, "smear", "white-cell", rng, 96)
+        assert view.shape == (96, 96, 3) and view.dtype == np.uint8
+        ys, xs = np.nonzero(purple_mask(view))
+        assert abs(xs.mean() - 48) < 20 and abs(ys.mean() - 48) < 20
