@@ -95,7 +95,8 @@ def _scan_class_folders(folder: Path, split: str | None, skipped: list[Path], ve
             if ok and verify:
                 ok = _is_decodable(path)
             if ok:
-                records.append(ImageRecord(path=path.resolve(), label=label, split=split))
+                # Not resolved: a symlinked image keeps its path under root, as manifests record it.
+                records.append(ImageRecord(path=path, label=label, split=split))
             else:
                 skipped.append(path)
     return records

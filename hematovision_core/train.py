@@ -8,8 +8,8 @@ Stages, after a deterministic split (written to <out>/split.csv):
 2. Train the softmax head on the frozen network (Adam 1e-3).
 3. Fine-tune the top blocks (BatchNorm frozen) with a low, cosine-decayed learning rate, label
    smoothing and class weights; keep the epoch with the best validation macro-F1, stop early.
-4. Fit a temperature on validation logits, then evaluate the assembled full model end to end on
-   the validation and test images, and write model.keras, model.json and history.json.
+4. Fit a temperature on the assembled model's validation logits (with test-time augmentation
+   where chosen), then evaluate it end to end on the validation and test images, and write model.keras, model.json and history.json.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core.augment import PROFILES
-from hematovision_core.localize import CROP_MODES
+from hematovision_core.localize import CROP_GEOMETRY, CROP_MODES
 from hematovision_core.model_io import HISTORY_FILE, write_json, write_model_folder
+from hematovision_core.predict import TTA_MODES
 
 log = logging.getLogger("hematovision.train")
 
@@ -60,9 +61,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fine-tune-from", default="block_11_expand",
                    help="first layer to fine-tune (everything above the feature cache)")
     p.add_argument("--init-from", type=Path,
-                   help="model folder whose weights start the layers above the feature cache "
-                        "(where shapes match; the head of a different class list starts fresh)")
+                   help="model folder whose weights start this one instead of ImageNet's (layers "
+                        "of the same name and shape; the head of a different class list starts fresh)")
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="dihedral: average predictions over the 8 flips and rotations (8x slower)")
     p.add_argument("--split", default="0.7,0.1,0.2", help="train,val,test fractions")
+    p.add_argument("--manifest", type=Path,
+                   help="use this split.csv instead of splitting (reproduce a model, or a fold)")
+    p.add_argument("--select", choices=("best", "last"), default="best",
+                   help="keep the epoch with the best validation macro-F1, or the last one "
+                        "(cross-validation: the validation fold must not choose the model)")
     p.add_argument("--seed", type=int, default=datasets.DEFAULT_SEED)
     p.add_argument("--weights", default="imagenet",
                    help='"imagenet" (from $KERAS_HOME/models/), a path to the .h5 file, or "none"')
@@ -143,7 +151,12 @@ def train(args: argparse.Namespace) -> dict:
     # 1. Data and split ------------------------------------------------------------------------
     dataset = datasets.discover(args.data)
     records = limit_per_class(dataset.records, args.max_per_class, args.seed)
-    records = datasets.split_records(records, fractions, args.seed)
+    if args.manifest:
+        on_disk = {r.path for r in records}
+        records = [r for r in datasets.read_manifest(args.manifest, dataset.root)
+                   if r.path in on_disk]
+    else:
+        records = datasets.split_records(records, fractions, args.seed)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / datasets.MANIFEST_NAME
     datasets.write_manifest(records, dataset.root, manifest)
@@ -160,12 +173,13 @@ def train(args: argparse.Namespace) -> dict:
     weights = None if args.weights.lower() == "none" else args.weights
     model = build_classifier(len(classes), weights=weights, dropout=args.dropout,
                              input_size=args.input_size)
-    bottom, top = split_at(model, FEATURE_CUT_LAYER)
     if args.init_from:
-        copied = copy_matching_weights(args.init_from, top)
+        copied = copy_matching_weights(args.init_from, model)
         log.info("Started %d layers from %s", copied, args.init_from)
+    bottom, top = split_at(model, FEATURE_CUT_LAYER)
     key = dict(manifest=datasets.manifest_checksum(manifest), weights=str(weights), seed=args.seed,
-               cut=FEATURE_CUT_LAYER, size=args.input_size, augment=args.augment, crop=args.crop)
+               cut=FEATURE_CUT_LAYER, size=args.input_size, augment=args.augment, crop=args.crop,
+               crop_geometry=CROP_GEOMETRY, bottom=features.weights_checksum(bottom))
     maps = {}
     for split in datasets.SPLITS:
         views = args.views if split == "train" else 1
@@ -219,7 +233,8 @@ def train(args: argparse.Namespace) -> dict:
                 if patience is not None and waited >= patience:
                     log.info("Early stop: no better validation macro-F1 for %d epochs", patience)
                     break
-        top.set_weights(best_weights)
+        if args.select == "best":
+            top.set_weights(best_weights)
         return best_f1
 
     # 3. Head, then the top blocks ----------------------------------------------------------------
@@ -230,33 +245,40 @@ def train(args: argparse.Namespace) -> dict:
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, steps, warmup_target=args.lr, warmup_steps=max(1, steps // 20), alpha=0.01)
     if args.epochs:
-        run_stage("fine_tune", args.epochs, schedule, args.patience)
+        run_stage("fine_tune", args.epochs, schedule,
+                  args.patience if args.select == "best" else None)
 
-    # 4. Calibrate, evaluate end to end, save -----------------------------------------------------
-    val_logits = top_logits.predict(val_inputs, batch_size=128, verbose=0)
-    temperature = fit_temperature(val_logits, labels["val"])
-    log.info("Temperature %.3f", temperature)
+    # 4. Assemble, calibrate and evaluate end to end, save ----------------------------------------
+    source = f"ImageNet, then {args.init_from.name}" if args.init_from else "ImageNet"
     metadata = dict(
         name=name,
-        architecture="MobileNetV2 (alpha 1.0, ImageNet) + global average pooling + dropout + softmax",
+        architecture=f"MobileNetV2 (alpha 1.0, {source}) + global average pooling + dropout + softmax",
         classes=classes,
         display_names=[DISPLAY_NAMES.get(c, c.title()) for c in classes],
         input_size=args.input_size,
         preprocessing="RGB, EXIF orientation, crop (see crop), bilinear resize to input_size, "
                       "x / 127.5 - 1",
         crop=args.crop,
-        temperature=temperature,
+        tta=args.tta,
+        temperature=1.0,
         explain_layer="out_relu",
         data=dict(dataset=dataset_name(dataset.root), images=len(records),
                   counts={s: datasets.class_counts(by_split[s]) for s in datasets.SPLITS},
                   split_manifest=datasets.MANIFEST_NAME,
                   split_manifest_sha256=datasets.manifest_checksum(manifest)),
         training={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                  if k not in ("data", "out", "cache_dir")} | {"feature_cut_layer": FEATURE_CUT_LAYER},
+                  if k not in ("data", "out", "cache_dir", "manifest")} | {"feature_cut_layer": FEATURE_CUT_LAYER},
         model_sha256="",
     )
     metadata = write_model_folder(model, out, metadata)
     classifier = Classifier(model, metadata, out)
+    # The temperature is fit on what users get: the full model, with test-time augmentation.
+    val_kept, val_softmax, _ = record_probabilities(classifier, by_split["val"])
+    val_logits = np.log(np.maximum(val_softmax, 1e-30))  # softmax inverse, up to a constant
+    val_labels = np.array([index_of[r.label] for r in val_kept], int)
+    temperature = fit_temperature(val_logits, val_labels)
+    classifier.temperature = metadata["temperature"] = temperature
+    log.info("Temperature %.3f", temperature)
     results = {}
     for split in ("val", "test"):
         if by_split[split]:
@@ -269,7 +291,7 @@ def train(args: argparse.Namespace) -> dict:
     metadata["metrics"] = {
         "validation": results.get("val"),
         "test": results.get("test"),
-        "validation_ece_uncalibrated": metrics.expected_calibration_error(labels["val"], uncalibrated),
+        "validation_ece_uncalibrated": metrics.expected_calibration_error(val_labels, uncalibrated),
         "note": "internal split of the images at hand (see split.csv); not the public held-out set",
     }
     metadata["training"]["minutes"] = round((time.time() - started) / 60, 1)

@@ -15,12 +15,13 @@ from hematovision_core.predict import Classifier
 
 
 @pytest.fixture(scope="module")
-def trained_folder(shared_data, tmp_path_factory):
+def trained_folder(shared_data, tiny_model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny-pbc"
     args = train.parse_args([
         "--data", str(shared_data / "pbc"), "--out", str(out), "--weights", "none",
         "--input-size", "96", "--max-per-class", "10", "--views", "2", "--head-epochs", "1",
-        "--epochs", "1", "--batch-size", "16",
+        "--epochs", "1", "--batch-size", "16", "--tta", "dihedral",
+        "--init-from", str(tiny_model_folder),  # 3 classes: all but the 8-class head copied
         "--cache-dir", str(tmp_path_factory.mktemp("cache")),
     ])
     train.train(args)
@@ -32,6 +33,8 @@ def test_training_real_data_writes_a_loadable_model_folder(trained_folder):
     assert metadata["classes"][0] == "basophil" and len(metadata["classes"]) == 8
     assert metadata["display_names"][3] == "Immature granulocyte"
     assert metadata["temperature"] > 0
+    assert metadata["tta"] == "dihedral"
+    assert metadata["architecture"].startswith("MobileNetV2 (alpha 1.0, ImageNet, then tiny-3class)")
     assert metadata["data"]["images"] == 80
     assert metadata["metrics"]["validation"]["n"] == 8
     assert metadata["metrics"]["test"]["n"] == 16
@@ -39,7 +42,20 @@ def test_training_real_data_writes_a_loadable_model_folder(trained_folder):
     history = json.loads((trained_folder / "history.json").read_text())["epochs"]
     assert [row["stage"] for row in history] == ["head", "fine_tune"]
     assert (trained_folder / "split.csv").read_text().count("\n") == 81
-    Classifier.load(trained_folder)
+    classifier = Classifier.load(trained_folder)
+    assert classifier.tta == "dihedral"
+
+
+def test_init_from_starts_every_matching_layer_real_data(trained_folder, tiny_classifier):
+    import numpy as np
+
+    trained = Classifier.load(trained_folder).model
+    # Below the fine-tuned blocks nothing trains: those layers still hold the source's weights.
+    for name in ("Conv1", "block_5_project", "block_10_project_BN"):
+        for ours, theirs in zip(trained.get_layer(name).get_weights(),
+                                tiny_classifier.model.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+    assert trained.get_layer("head_logits").get_weights()[0].shape == (1280, 8)
 
 
 def test_evaluate_manifest_split_real_data(trained_folder, shared_data, tmp_path):
@@ -84,3 +100,23 @@ def test_evaluate_missing_split_is_a_clear_error(tiny_model_folder, shared_data,
     assert evaluate.main(["--model", str(tiny_model_folder), "--data",
                           str(shared_data / "blood-cells"), "--split", "test"]) == 2
     assert "no 'test' split" in capsys.readouterr().err
+
+
+def test_evaluate_record_stores_figures_in_model_json_real_data(tiny_model_folder, shared_data,
+                                                                 tmp_path):
+    import shutil
+
+    from hematovision_core import model_card
+
+    folder = shutil.copytree(tiny_model_folder, tmp_path / "model")
+    data = tmp_path / "copies"
+    (data / "eosinophil").mkdir(parents=True)
+    for path in sorted((shared_data / "pbc" / "eosinophil").glob("*.jpg"))[:2]:
+        os.symlink(path, data / "eosinophil" / path.name)
+    assert evaluate.main(["--model", str(folder), "--data", str(data),
+                          "--record", "augmented_test"]) == 0
+    metadata = read_metadata(folder)  # still a valid folder: the model file is untouched
+    assert metadata["metrics"]["augmented_test"]["n"] == 2
+    headline = model_card.headline_metrics(metadata)
+    assert list(headline["split"]) == ["internal test, rotated/shifted copies"]
+    assert headline["images"].iloc[0] == 2

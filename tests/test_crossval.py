@@ -1,0 +1,58 @@
+"""Cross-validation: stratified folds over the development images, the test split untouched."""
+
+import json
+from collections import Counter
+
+from hematovision_core import crossval, data as datasets
+from hematovision_core.data import ImageRecord
+
+
+def _records(counts: dict[str, int], duplicates: int = 0):
+    records = [ImageRecord(f"/x/{label}/{i}.jpg", label, "train", f"{label}{i}")
+               for label, n in counts.items() for i in range(n)]
+    # Byte-identical copies of the first images (same digest, another path).
+    return records + [ImageRecord(f"/x/copy/{i}.jpg", r.label, "train", r.digest)
+                      for i, r in enumerate(records[:duplicates])]
+
+
+def test_folds_are_stratified_and_keep_duplicates_together():
+    records = _records({"eosinophil": 20, "monocyte": 6, "neutrophil": 41}, duplicates=3)
+    numbers = crossval.assign_folds(records, 5, seed=42)
+    assert set(numbers) == set(range(5))
+    for label, total in Counter(r.label for r in records).items():
+        per_fold = Counter(n for r, n in zip(records, numbers) if r.label == label)
+        assert max(per_fold.values()) - min(per_fold.values()) <= 2, (label, per_fold)
+    fold_of = {}
+    for record, number in zip(records, numbers):
+        assert fold_of.setdefault(record.digest, number) == number
+    assert numbers == crossval.assign_folds(records, 5, seed=42)  # deterministic
+
+
+def test_each_fold_validates_on_its_own_images_only():
+    records = [ImageRecord(f"/x/{i}.jpg", "a", "test" if i < 2 else "train", str(i))
+               for i in range(8)]
+    numbers = [-1, -1, 0, 1, 0, 1, 0, 1]
+    fold = crossval.fold_records(records, numbers, 1)
+    assert [r.split for r in fold] == ["test", "test", "train", "val", "train", "val", "train", "val"]
+
+
+def test_crossval_scores_every_development_image_once_real_data(small_data, tmp_path):
+    out = tmp_path / "cv"
+    assert crossval.main([
+        "--data", str(small_data / "pbc"), "--out", str(out), "--folds", "2",
+        "--weights", "none", "--input-size", "96", "--views", "1", "--head-epochs", "1",
+        "--epochs", "1", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache"),
+    ]) == 0
+    report = json.loads((out / "crossval.json").read_text())
+    records = datasets.split_records(list(datasets.discover(small_data / "pbc").records),
+                                     (0.7, 0.1, 0.2), datasets.DEFAULT_SEED)
+    development = [r for r in records if r.split != "test"]
+    assert report["n"] == len(development) == sum(map(sum, report["confusion_matrix"]["matrix"]))
+    assert len(report["fold_accuracy"]) == 2 and 0 <= report["accuracy"] <= 1
+    validated = []
+    for fold in range(2):
+        manifest = datasets.read_manifest(out / f"fold-{fold}" / "split.csv", small_data / "pbc")
+        validated += [r.path for r in manifest if r.split == "val"]
+        assert sorted(r.path for r in manifest if r.split == "test") == \
+            sorted(r.path for r in records if r.split == "test")
+    assert sorted(validated) == sorted(r.path for r in development)
