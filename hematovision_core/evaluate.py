@@ -138,6 +138,9 @@ def main(argv=None) -> int:
     parser.add_argument("--split", help="split folder or manifest split (train, val, test)")
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--record", metavar="KEY",
+                        help="also store the figures in the model's model.json under metrics.KEY "
+                             "(e.g. augmented_test), for the model card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
@@ -149,6 +152,11 @@ def main(argv=None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.record:
+        from hematovision_core.model_io import record_metrics
+
+        kept = {k: v for k, v in report.items() if k not in ("unknown_classes", "unreadable")}
+        record_metrics(args.model, args.record, kept)
     return 0
 
 

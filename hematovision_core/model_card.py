@@ -29,7 +29,9 @@ def split_sizes(metadata: dict) -> dict[str, int]:
 def headline_metrics(metadata: dict) -> pd.DataFrame:
     """One row per evaluated split: images, accuracy, macro-F1, top-2 accuracy, ECE."""
     rows = []
-    for split, label in (("validation", "validation"), ("test", "internal test")):
+    for split, label in (("validation", "validation"), ("test", "internal test"),
+                         ("cross_validation", "cross-validation (train + validation images)"),
+                         ("augmented_test", "internal test, rotated/shifted copies")):
         figures = (metadata.get("metrics") or {}).get(split)
         if figures:
             rows.append({"split": label, "images": figures.get("n"),

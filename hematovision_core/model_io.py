@@ -72,6 +72,14 @@ def write_model_folder(model, folder: str | Path, metadata: dict) -> dict:
     return metadata
 
 
+def record_metrics(folder: str | Path, key: str, figures: dict) -> None:
+    """Add figures measured after training (cross-validation, augmented test copies) to
+    model.json's metrics, where the model card shows them. The model file is not touched."""
+    metadata = read_metadata(folder)  # refuses a folder that is not a complete model
+    metadata.setdefault("metrics", {})[key] = figures
+    write_json(Path(folder) / METADATA_FILE, metadata)
+
+
 def write_json(path: Path, payload: dict) -> None:
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
