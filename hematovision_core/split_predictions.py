@@ -118,8 +118,8 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
     )
 
 
-# Keras model -> its compiled two-output forward pass; tracing takes seconds, so do it once per
-# model (weak keys: a dropped model frees its graph). Streamlit runs sessions in threads.
+# Keras model -> {tta mode: its compiled two-output forward pass}; tracing takes seconds, so do it
+# once per model (weak keys: a dropped model frees its graph). Streamlit runs sessions in threads.
 _compiled: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
 _compiled_lock = threading.Lock()
 
@@ -127,9 +127,10 @@ _compiled_lock = threading.Lock()
 def compiled_forward(classifier):
     """The model's compiled forward pass, built on first use and shared afterwards."""
     with _compiled_lock:
-        if classifier.model not in _compiled:
-            _compiled[classifier.model] = build_forward(classifier)
-        return _compiled[classifier.model]
+        by_tta = _compiled.setdefault(classifier.model, {})  # one model, with or without TTA
+        if classifier.tta not in by_tta:
+            by_tta[classifier.tta] = build_forward(classifier)
+        return by_tta[classifier.tta]
 
 
 def build_forward(classifier):
