@@ -240,11 +240,12 @@ def train(args: argparse.Namespace) -> dict:
     # 3. Head, then the top blocks ----------------------------------------------------------------
     set_trainable_top(model, None)
     run_stage("head", args.head_epochs, args.head_lr, None)
-    set_trainable_top(model, args.fine_tune_from)
-    steps = args.epochs * int(np.ceil(len(labels["train"]) * args.views_per_epoch / args.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, steps, warmup_target=args.lr, warmup_steps=max(1, steps // 20), alpha=0.01)
-    if args.epochs:
+    if args.epochs:  # 0: a head on the frozen network, nothing fine-tuned
+        set_trainable_top(model, args.fine_tune_from)
+        steps = args.epochs * int(np.ceil(len(labels["train"]) * args.views_per_epoch
+                                          / args.batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, steps, warmup_target=args.lr, warmup_steps=max(1, steps // 20), alpha=0.01)
         run_stage("fine_tune", args.epochs, schedule,
                   args.patience if args.select == "best" else None)
 
