@@ -24,8 +24,12 @@ def dihedral_views(batch: tf.Tensor) -> tf.Tensor:
     A white cell has no orientation, so each view is an equally real picture of it; averaging the
     model's logits over them steadies predictions made from a small training set.
     """
-    rotations = [tf.image.rot90(batch, k) for k in range(4)]
-    return tf.concat(rotations + [tf.image.flip_left_right(r) for r in rotations], axis=0)
+    # The 4 flips of the image and of its transpose: the same 8 views as rotations and flips,
+    # without tf.image.rot90's shape assertions in the graph.
+    views = []
+    for image in (batch, tf.transpose(batch, [0, 2, 1, 3])):
+        views += [image, tf.reverse(image, [1]), tf.reverse(image, [2]), tf.reverse(image, [1, 2])]
+    return tf.concat(views, axis=0)
 
 
 def mean_over_views(logits: tf.Tensor, views: int) -> tf.Tensor:
