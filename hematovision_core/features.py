@@ -3,7 +3,8 @@
 On 2 CPU cores the bottom of MobileNetV2 (up to `FEATURE_CUT_LAYER`) is about 90% of a forward
 pass. Its weights never change during training, so each training image is pushed through it once
 per augmented view, and the maps are stored as float16 `.npy` files keyed by everything that
-determines them (images, split, views, augmentation, seed, weights, input size).
+determines them (images, split, views, augmentation, crop, seed, the bottom's weights, input
+size).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
-
 from PIL import Image
+from tqdm import tqdm
 
 from hematovision_core.augment import augment
 from hematovision_core.localize import apply_crop

@@ -1,8 +1,8 @@
 """A trained model is a folder: `model.keras` plus `model.json`, checked against each other.
 
 model.json records what anyone needs to use or reproduce the model: classes in order, display
-names, input size, preprocessing, temperature, the data and split manifest checksum, training
-settings, validation and test metrics, and library versions.
+names, input size, preprocessing (crop, test-time augmentation), temperature, the data and split
+manifest checksum, training settings, validation and test metrics, and library versions.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ METADATA_FILE = "model.json"
 HISTORY_FILE = "history.json"
 REQUIRED_KEYS = ("name", "classes", "display_names", "input_size", "preprocessing", "temperature",
                  "model_sha256")
+# Optional "tta": "dihedral" averages logits over the 8 flips and rotations (see predict.py).
+TTA_MODES = ("none", "dihedral")
 
 
 class ModelFolderError(ValueError):

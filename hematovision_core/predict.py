@@ -11,11 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from hematovision_core.calibration import apply_temperature
-from hematovision_core.model_io import ModelFolderError, read_metadata, MODEL_FILE
+from hematovision_core.model_io import MODEL_FILE, TTA_MODES, ModelFolderError, read_metadata
 from hematovision_core.preprocessing import ImageSource, model_view, preprocess
 
 LOGITS_LAYER = "head_logits"
-TTA_MODES = ("none", "dihedral")
 
 
 def dihedral_views(batch: tf.Tensor) -> tf.Tensor:

@@ -25,8 +25,7 @@ import numpy as np
 from hematovision_core import data as datasets
 from hematovision_core.augment import PROFILES
 from hematovision_core.localize import CROP_GEOMETRY, CROP_MODES
-from hematovision_core.model_io import HISTORY_FILE, write_json, write_model_folder
-from hematovision_core.predict import TTA_MODES
+from hematovision_core.model_io import HISTORY_FILE, TTA_MODES, write_json, write_model_folder
 
 log = logging.getLogger("hematovision.train")
 
