@@ -212,6 +212,12 @@ def read_manifest(path: Path, root: Path) -> list[ImageRecord]:
         ]
 
 
+def records_on_disk(manifest: Path, dataset: "Dataset") -> list[ImageRecord]:
+    """The manifest's records whose files a scan of `dataset` found (some may be gone)."""
+    on_disk = {r.path for r in dataset.records}
+    return [r for r in read_manifest(manifest, dataset.root) if r.path in on_disk]
+
+
 def manifest_checksum(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

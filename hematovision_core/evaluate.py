@@ -39,9 +39,7 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
     manifest = model_folder / datasets.MANIFEST_NAME
     if not manifest.exists():
         raise ValueError(f"{data_dir} has no split folders and {model_folder} has no split.csv.")
-    on_disk = {r.path for r in dataset.records}
-    records = [r for r in datasets.read_manifest(manifest, dataset.root)
-               if r.split == wanted and r.path in on_disk]
+    records = [r for r in datasets.records_on_disk(manifest, dataset) if r.split == wanted]
     if not records:
         raise ValueError(f"No image of {data_dir} is in the '{split}' split of {manifest}: "
                          "is this the folder the model was trained on?")

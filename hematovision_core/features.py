@@ -38,18 +38,24 @@ def weights_checksum(model) -> str:
     return digest.hexdigest()[:20]
 
 
+def plain_view(image: Image.Image, crop: str, input_size: int) -> np.ndarray:
+    """The image as inference sees it: cropped, resized, uint8 (input_size, input_size, 3)."""
+    return resize_for_model(apply_crop(image, crop), input_size)
+
+
 def augmented_view(image: Image.Image, profile: str, crop: str, rng: np.random.Generator,
-                   input_size: int) -> np.ndarray:
+                   input_size: int, plain: np.ndarray | None = None) -> np.ndarray:
     """One random training view, uint8 (input_size, input_size, 3).
 
     A smear is augmented whole and cropped afterwards, the way a rotated or shifted field reaches
     the model at inference (the localiser then has to find the cell in it); a single-cell image
-    is augmented at model size.
+    is augmented at model size, from `plain` (its `plain_view`) where the caller has it.
     """
     if profile == "smear":
         field = augment(np.asarray(image), profile, rng)
-        return resize_for_model(apply_crop(Image.fromarray(field), crop), input_size)
-    return augment(resize_for_model(apply_crop(image, crop), input_size), profile, rng)
+        return plain_view(Image.fromarray(field), crop, input_size)
+    plain = plain_view(image, crop, input_size) if plain is None else plain
+    return augment(plain, profile, rng)
 
 
 def compute_feature_maps(bottom, paths, views: int, profile: str | None, seed: int,
@@ -76,11 +82,10 @@ def compute_feature_maps(bottom, paths, views: int, profile: str | None, seed: i
 
     for index, path in enumerate(tqdm(paths, desc=desc, unit="img", mininterval=5)):
         image = load_image(path)
+        plain = plain_view(image, crop, input_size)
         for view in range(views):
-            if profile is None or view == 0:
-                pixels = resize_for_model(apply_crop(image, crop), input_size)
-            else:
-                pixels = augmented_view(image, profile, crop, rng, input_size)
+            pixels = plain if profile is None or view == 0 else \
+                augmented_view(image, profile, crop, rng, input_size, plain)
             pending.append(scale_pixels(pixels))
             slots.append((index, view))
             if len(pending) == batch_size:

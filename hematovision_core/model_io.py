@@ -17,7 +17,7 @@ HISTORY_FILE = "history.json"
 REQUIRED_KEYS = ("name", "classes", "display_names", "input_size", "preprocessing", "temperature",
                  "model_sha256")
 # Optional "tta": "dihedral" averages logits over the 8 flips and rotations (see predict.py).
-TTA_MODES = ("none", "dihedral")
+TTA_VIEWS = {"none": 1, "dihedral": 8}  # forward passes per image
 
 
 class ModelFolderError(ValueError):

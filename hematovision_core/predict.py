@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from hematovision_core.calibration import apply_temperature
-from hematovision_core.model_io import MODEL_FILE, TTA_MODES, ModelFolderError, read_metadata
+from hematovision_core.model_io import MODEL_FILE, TTA_VIEWS, ModelFolderError, read_metadata
 from hematovision_core.preprocessing import ImageSource, model_view, preprocess
 
 LOGITS_LAYER = "head_logits"
@@ -64,9 +64,10 @@ class Classifier:
         self.crop = metadata.get("crop", "none")  # "white-cell": look at the white cell of a smear
         # "dihedral": average logits over the 8 symmetries of the square (costs 8 forward passes).
         self.tta = metadata.get("tta", "none")
-        if self.tta not in TTA_MODES:
+        if self.tta not in TTA_VIEWS:
             raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
-                                   f"expected one of {TTA_MODES}.")
+                                   f"expected one of {tuple(TTA_VIEWS)}.")
+        self.views = TTA_VIEWS[self.tta]  # forward passes per image
         self.logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
         size = self.input_size
         self._forward = tf.function(
@@ -76,7 +77,8 @@ class Classifier:
     def _tta_logits(self, batch: tf.Tensor) -> tf.Tensor:
         if self.tta == "none":
             return self.logits_model(batch, training=False)
-        return mean_over_views(self.logits_model(dihedral_views(batch), training=False), 8)
+        return mean_over_views(self.logits_model(dihedral_views(batch), training=False),
+                               self.views)
 
     @property
     def name(self) -> str:
@@ -112,8 +114,7 @@ class Classifier:
 
     def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """(N, size, size, 3) preprocessed images -> (N, num_classes) uncalibrated logits."""
-        if self.tta != "none":
-            batch_size = max(1, batch_size // 8)  # 8 views per image: keep memory as without TTA
+        batch_size = max(1, batch_size // self.views)  # TTA: as much memory as without it
         out = [self._forward(tf.constant(batch[i : i + batch_size])).numpy()
                for i in range(0, len(batch), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)

@@ -78,7 +78,7 @@ def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
     parts = {
         "version": CACHE_VERSION,
         "model_sha256": classifier.metadata["model_sha256"],
-        "crop": getattr(classifier, "crop", "none"),  # what part of each image the model sees
+        "crop": classifier.crop,  # what part of each image the model sees
         "tta": classifier.tta,  # and in how many orientations
         "root": str(Path(source.root).resolve()),
         "split": source.split,
@@ -153,7 +153,8 @@ def build_forward(classifier):
             return two_heads(scaled, training=False)
         # Same test-time augmentation as Classifier.logits, so both agree on every image.
         features, logits = two_heads(dihedral_views(scaled), training=False)
-        return mean_over_views(features, 8), mean_over_views(logits, 8)
+        return (mean_over_views(features, classifier.views),
+                mean_over_views(logits, classifier.views))
 
     return forward
 
@@ -175,10 +176,9 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
         (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
     """
     forward = compiled_forward(classifier)
-    if classifier.tta != "none":
-        batch_size = max(1, batch_size // 8)  # each image runs as 8 views
+    batch_size = max(1, batch_size // classifier.views)  # TTA: each image runs as several views
     size = classifier.input_size
-    crop = getattr(classifier, "crop", "none")
+    crop = classifier.crop
     total = len(paths)
     features, logits, kept = [], [], []
 

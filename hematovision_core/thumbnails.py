@@ -61,7 +61,7 @@ def heatmap_overlay(cache_dir: Path, classifier, image_path: Path, class_index: 
     cell for smear models). Keyed by the model file's checksum as well, so another model never
     shows these maps.
     """
-    crop = getattr(classifier, "crop", "none")
+    crop = classifier.crop
     digest = _digest(_source_key(image_path), classifier.metadata["model_sha256"], crop,
                      class_index, opacity, "Grad-CAM/last")
     target = Path(cache_dir) / "heatmaps" / digest[:2] / f"{digest}.jpg"

@@ -9,7 +9,8 @@ Stages, after a deterministic split (written to <out>/split.csv):
 3. Fine-tune the top blocks (BatchNorm frozen) with a low, cosine-decayed learning rate, label
    smoothing and class weights; keep the epoch with the best validation macro-F1, stop early.
 4. Fit a temperature on the assembled model's validation logits (with test-time augmentation
-   where chosen), then evaluate it end to end on the validation and test images, and write model.keras, model.json and history.json.
+   where chosen), then evaluate it end to end on the validation and test images, and write
+   model.keras, model.json and history.json.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from hematovision_core import data as datasets
 from hematovision_core.augment import PROFILES
 from hematovision_core.localize import CROP_GEOMETRY, CROP_MODES
-from hematovision_core.model_io import HISTORY_FILE, TTA_MODES, write_json, write_model_folder
+from hematovision_core.model_io import HISTORY_FILE, TTA_VIEWS, write_json, write_model_folder
 
 log = logging.getLogger("hematovision.train")
 
@@ -62,7 +63,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--init-from", type=Path,
                    help="model folder whose weights start this one instead of ImageNet's (layers "
                         "of the same name and shape; the head of a different class list starts fresh)")
-    p.add_argument("--tta", choices=TTA_MODES, default="none",
+    p.add_argument("--tta", choices=tuple(TTA_VIEWS), default="none",
                    help="dihedral: average predictions over the 8 flips and rotations (8x slower)")
     p.add_argument("--split", default="0.7,0.1,0.2", help="train,val,test fractions")
     p.add_argument("--manifest", type=Path,
@@ -151,9 +152,7 @@ def train(args: argparse.Namespace) -> dict:
     dataset = datasets.discover(args.data)
     records = limit_per_class(dataset.records, args.max_per_class, args.seed)
     if args.manifest:
-        on_disk = {r.path for r in records}
-        records = [r for r in datasets.read_manifest(args.manifest, dataset.root)
-                   if r.path in on_disk]
+        records = datasets.records_on_disk(args.manifest, dataset)
     else:
         records = datasets.split_records(records, fractions, args.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,21 +271,23 @@ def train(args: argparse.Namespace) -> dict:
     )
     metadata = write_model_folder(model, out, metadata)
     classifier = Classifier(model, metadata, out)
-    # The temperature is fit on what users get: the full model, with test-time augmentation.
+    # The temperature is fit on what users get: the full model, with test-time augmentation;
+    # the same validation pass then gives the validation figures.
     val_kept, val_softmax, _ = record_probabilities(classifier, by_split["val"])
     val_logits = np.log(np.maximum(val_softmax, 1e-30))  # softmax inverse, up to a constant
     val_labels = np.array([index_of[r.label] for r in val_kept], int)
     temperature = fit_temperature(val_logits, val_labels)
     classifier.temperature = metadata["temperature"] = temperature
     log.info("Temperature %.3f", temperature)
-    results = {}
-    for split in ("val", "test"):
-        if by_split[split]:
-            kept, probabilities, _ = record_probabilities(classifier, by_split[split])
-            results[split] = metrics.summarize([index_of[r.label] for r in kept], probabilities,
-                                               classes)
-            log.info("%s (end to end): accuracy %.4f, macro-F1 %.4f, ECE %.4f", split,
-                     results[split]["accuracy"], results[split]["macro_f1"], results[split]["ece"])
+    results = {"val": metrics.summarize(val_labels, apply_temperature(val_logits, temperature),
+                                        classes)}
+    if by_split["test"]:
+        kept, probabilities, _ = record_probabilities(classifier, by_split["test"])
+        results["test"] = metrics.summarize([index_of[r.label] for r in kept], probabilities,
+                                            classes)
+    for split, figures in results.items():
+        log.info("%s (end to end): accuracy %.4f, macro-F1 %.4f, ECE %.4f", split,
+                 figures["accuracy"], figures["macro_f1"], figures["ece"])
     uncalibrated = apply_temperature(val_logits, 1.0)
     metadata["metrics"] = {
         "validation": results.get("val"),

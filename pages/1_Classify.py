@@ -93,7 +93,7 @@ def prediction_ui(result) -> None:
     prediction = result.prediction
     left, right = st.columns([1, 1.3])
     with left:
-        cropped = getattr(classifier, "crop", "none") != "none"
+        cropped = classifier.crop != "none"
         st.image(result.image_rgb, width="stretch", caption=result.name
                  + (" (cropped around the white cell, as the model sees it)" if cropped else ""))
     with right:
