@@ -82,7 +82,8 @@ else:
     st.subheader("Validation and test figures")
     percent = st.column_config.NumberColumn(format="percent")
     st.dataframe(headline, hide_index=True, width="stretch", column_config={
-        "accuracy": percent, "macro-F1": percent, "top-2 accuracy": percent,
+        "accuracy": percent, "macro-F1": percent, "balanced accuracy": percent,
+        "top-2 accuracy": percent,
         "calibration error (ECE)": st.column_config.NumberColumn(format="%.3f")})
     note = (metadata.get("metrics") or {}).get("note")
     st.caption((f"{note[0].upper()}{note[1:]}. " if isinstance(note, str) and note else "")

@@ -22,7 +22,7 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core import train
-from hematovision_core.metrics import per_class_scores
+from hematovision_core.metrics import balanced_accuracy, per_class_scores
 from hematovision_core.model_io import record_metrics, write_json
 
 log = logging.getLogger("hematovision.crossval")
@@ -85,14 +85,16 @@ def main(argv=None) -> int:
                  validation["n"])
     report = dict(folds=args.folds, n=int(confusion.sum()),
                   accuracy=float(np.trace(confusion) / confusion.sum()),
-                  macro_f1=float(per_class_scores(confusion)["f1"].mean()), fold_accuracy=per_fold,
+                  macro_f1=float(per_class_scores(confusion)["f1"].mean()),
+                  balanced_accuracy=balanced_accuracy(confusion), fold_accuracy=per_fold,
                   confusion_matrix={"classes": classes, "matrix": confusion.tolist()},
                   training_options=train_options)
     write_json(args.out / "crossval.json", report)
     if args.record_into:
         record_metrics(args.record_into, "cross_validation", report)
     print(f"{args.folds}-fold cross-validation on {report['n']} images: accuracy "
-          f"{report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} "
+          f"{report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, balanced accuracy "
+          f"{report['balanced_accuracy']:.4f} "
           f"(folds {', '.join(f'{a:.3f}' for a in per_fold)})")
     return 0
 

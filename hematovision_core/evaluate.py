@@ -108,6 +108,7 @@ def format_report(report: dict) -> str:
     lines = [
         f"Model {report['model']} on {report['data']} ({report['source']})",
         f"  images {report['n']}   accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}"
+        f"   balanced accuracy {report['balanced_accuracy']:.4f}"
         f"   top-2 {report['top2_accuracy']:.4f}   ECE {report['ece']:.4f}",
         "",
         f"  {'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",

@@ -27,7 +27,7 @@ def split_sizes(metadata: dict) -> dict[str, int]:
 
 
 def headline_metrics(metadata: dict) -> pd.DataFrame:
-    """One row per evaluated split: images, accuracy, macro-F1, top-2 accuracy, ECE."""
+    """One row per evaluated split: images, accuracy, macro-F1, balanced accuracy, top-2, ECE."""
     rows = []
     for split, label in (("validation", "validation"), ("test", "internal test"),
                          ("cross_validation", "cross-validation (train + validation images)"),
@@ -36,6 +36,7 @@ def headline_metrics(metadata: dict) -> pd.DataFrame:
         if figures:
             rows.append({"split": label, "images": figures.get("n"),
                          "accuracy": figures.get("accuracy"), "macro-F1": figures.get("macro_f1"),
+                         "balanced accuracy": figures.get("balanced_accuracy"),
                          "top-2 accuracy": figures.get("top2_accuracy"),
                          "calibration error (ECE)": figures.get("ece")})
     return pd.DataFrame(rows)

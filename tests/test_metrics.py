@@ -31,6 +31,7 @@ def test_per_class_and_macro_f1_by_hand():
     assert report["per_class"]["c"]["f1"] == pytest.approx(2 / 3)
     assert report["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     assert report["accuracy"] == pytest.approx(4 / 6)
+    assert report["balanced_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
     assert report["top2_accuracy"] == pytest.approx(1.0)
     assert report["n"] == 6 and report["classes"] == ["a", "b", "c"]
 
@@ -46,6 +47,13 @@ def test_expected_calibration_error_by_hand():
 
 def test_macro_f1_ignores_classes_absent_from_truth():
     assert metrics.macro_f1([0, 0, 1], [0, 0, 1], 5) == pytest.approx(1.0)
+
+
+def test_balanced_accuracy_weights_each_class_equally():
+    # 9 images of class 0 all right, 1 of class 1 wrong: accuracy 0.9, balanced 0.5;
+    # class 2 never occurs and does not count.
+    confusion = metrics.confusion_matrix([0] * 9 + [1], [0] * 9 + [0], 3)
+    assert metrics.balanced_accuracy(confusion) == pytest.approx(0.5)
 
 
 def test_temperature_recovers_overconfidence():
