@@ -1,12 +1,14 @@
 """The images a quiz may ask about, and the model's answers on them.
 
 Questions come only from images the model did not train on: the validation and test rows of the
-model's split manifest (`split.csv` in its folder), or a folder it never saw (`folder_pool`).
+model's split manifest (`split.csv` in its folder), or a folder it never saw (`folder_pool`;
+`unseen_datasets` lists those: not the model's own data, nor that of a model it started from).
 
 The "typical" and "hard" difficulties need the model's prediction on every candidate. They come
 from the dataset explorer's cache (`split_predictions`): the validation and test splits are
 classified once per model and data folder (about a minute for PBC's 4,600 images on 2 cores) and
-both pages reuse the result.
+both pages reuse the result. A folder the model never saw may be large (PBC: 15,385 images), so
+there the model classifies a fixed sample of each class instead (`predict_sample`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
+import os
+
 import numpy as np
 
-from hematovision_core.data import discover, read_manifest
-from hematovision_core.model_io import dataset_name, manifest_path
+from hematovision_core.data import IMAGE_EXTENSIONS, discover, normalize_class, read_manifest
+from hematovision_core.model_io import ModelFolderError, dataset_name, manifest_path, read_metadata
 
 QUIZ_SPLITS = ("val", "test")  # never "train": students must not be asked about training images
 DEFAULT_DATASET = "pbc"
@@ -73,6 +77,57 @@ def folder_pool(root: str | Path, data_dir: str | Path, classes: Sequence[str]) 
     return sorted(pool, key=lambda c: c.image_id)
 
 
+def trained_on(model_folder: str | Path | None, metadata: dict) -> set[str]:
+    """Dataset folders (relative to the data folder) whose images trained this model: its own,
+    and those of the model it started from (`train --init-from`, a sibling model folder)."""
+    seen: set[str] = set()
+    folder = Path(model_folder) if model_folder else None
+    for _ in range(8):  # a chain of --init-from models; a cycle must not loop forever
+        if dataset_name(metadata):
+            seen.add(Path(dataset_name(metadata)).as_posix())
+        start = (metadata.get("training") or {}).get("init_from")
+        if not start or folder is None:
+            break
+        folder = folder.parent / Path(start).name
+        try:
+            metadata = read_metadata(folder)
+        except (ModelFolderError, OSError):
+            break  # that model is not shipped here: nothing more is known
+    return seen
+
+
+def _overlaps(folder: str, other: str) -> bool:
+    """True if one dataset folder is, holds or lies inside the other ("." holds everything)."""
+    a, b = Path(folder).parts, Path(other).parts
+    return a[: len(b)] == b or b[: len(a)] == a
+
+
+def folder_classes(folder: str | Path) -> set[str]:
+    """Normalised names of the sub-folders that directly hold an image: the folder's classes."""
+    found = set()
+    try:
+        with os.scandir(folder) as entries:
+            subfolders = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+        for sub in subfolders:
+            with os.scandir(sub.path) as files:
+                if any(f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+                    found.add(normalize_class(sub.name))
+    except OSError:
+        pass
+    return found
+
+
+def unseen_datasets(model_folder: str | Path | None, metadata: dict, datasets: Sequence[str],
+                    data_dir: str | Path) -> list[str]:
+    """The dataset folders a quiz may draw from besides the model's own split: none of their
+    images trained the model, and at least one of their classes is one of the model's."""
+    seen = trained_on(model_folder, metadata)
+    classes = set(metadata["classes"])
+    return [d for d in datasets
+            if not any(_overlaps(d, s) for s in seen)
+            and folder_classes(Path(data_dir) / d) & classes]
+
+
 def image_path(data_dir: str | Path, image_id: str) -> Path | None:
     """The file of a stored image id, or None if it is not a file inside the data folder."""
     relative = Path(image_id)
@@ -121,6 +176,48 @@ def predicted_pool(classifier, pool: Sequence[Candidate], cache_dir: str | Path,
         done += len(source.paths)
     return [with_prediction(c, probabilities[key], classifier.classes) for c in pool
             if (key := Path(c.path).resolve()) in probabilities]
+
+
+def sample_per_class(pool: Sequence[Candidate], per_class: int, seed: int = 0) -> list[Candidate]:
+    """At most `per_class` candidates of each class, the same ones on every call."""
+    rng = np.random.RandomState(seed)
+    by_class: dict[str, list[Candidate]] = {}
+    for candidate in sorted(pool, key=lambda c: c.image_id):
+        by_class.setdefault(candidate.truth, []).append(candidate)
+    chosen = []
+    for label in sorted(by_class):
+        group = by_class[label]
+        picks = rng.permutation(len(group))[:per_class]
+        chosen += [group[i] for i in sorted(picks)]
+    return chosen
+
+
+def predict_sample(classifier, pool: Sequence[Candidate], per_class: int = 50,
+                   progress: Progress | None = None, batch: int = 32) -> list[Candidate]:
+    """The model's answers on a fixed sample of a folder pool; unreadable images are left out.
+
+    For a folder the model never saw, where classifying every image could take minutes; the
+    sample is the same for every student, so a quiz code still means the same questions.
+    """
+    from hematovision_core.preprocessing import ImageError
+
+    sample = sample_per_class(pool, per_class)
+    predicted = []
+    for start in range(0, len(sample), batch):
+        readable, arrays = [], []
+        for candidate in sample[start : start + batch]:
+            try:
+                arrays.append(classifier.prepare(candidate.path))
+                readable.append(candidate)
+            except (ImageError, OSError):
+                continue
+        if arrays:
+            probabilities = classifier.probabilities(np.stack(arrays))
+            predicted += [with_prediction(c, p, classifier.classes)
+                          for c, p in zip(readable, probabilities)]
+        if progress:
+            progress(min(start + batch, len(sample)), len(sample))
+    return predicted
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,12 +8,13 @@ import uuid
 import streamlit as st
 
 from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
-from hematovision_core import charts, quiz, storage
+from hematovision_core import charts, explorer, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast
 from hematovision_core.preprocessing import ImageError
-from hematovision_core.quiz_pool import (Candidate, manifest_pool,
-                                         model_view, predict_candidates, predicted_pool)
+from hematovision_core.quiz_pool import (Candidate, folder_pool, manifest_pool, model_view,
+                                         predict_candidates, predict_sample, predicted_pool,
+                                         unseen_datasets)
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/quiz:", layout="wide")
 st.title(":material/quiz: Morphology quiz")
@@ -25,13 +26,29 @@ names = dict(zip(classifier.classes, classifier.display_names))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
 st.session_state.setdefault("length", quiz.EXAM_LENGTH)
-for key in ("nickname", "quiz_code", "mode", "difficulty", "length"):
+for key in ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length"):
     if key in st.session_state:  # keep the form's values while a quiz hides the form
         st.session_state[key] = st.session_state[key]
 
 
-def load_pool() -> list[Candidate]:
+OWN_SPLIT = ""  # the quiz source meaning "this model's validation and test images"
+
+
+def source_label(source: str) -> str:
+    if source == OWN_SPLIT:
+        return "Images of its own dataset it never trained on (validation and test split)"
+    return f"{source}: a folder it never saw (another lab, stain or microscope)"
+
+
+def load_pool(source: str = OWN_SPLIT) -> list[Candidate]:
     """The images this model never trained on, or stop the page saying why there are none."""
+    if source != OWN_SPLIT:
+        pool = folder_pool(settings.data_dir / source, settings.data_dir, classifier.classes)
+        if not pool:
+            st.warning(f"`{source}` holds no readable images of this model's classes any more; "
+                       "choose other images.")
+            st.stop()
+        return pool
     pool = manifest_pool(classifier.folder, classifier.metadata, settings.data_dir)
     if pool:
         return pool
@@ -49,12 +66,21 @@ def setup_ui() -> dict:
     st.markdown("Name the white cell in each image. Your answers are kept under your nickname "
                 "for your instructor; other students never see them.")
     left, right = st.columns(2)
+    sources = [OWN_SPLIT] + unseen_datasets(classifier.folder, classifier.metadata,
+                                            explorer.list_datasets(settings.data_dir),
+                                            settings.data_dir)
+    if st.session_state.get("quiz_source") not in sources:
+        st.session_state.pop("quiz_source", None)  # e.g. another model: back to its own images
     values = {
         "nickname": left.text_input("Nickname", key="nickname", max_chars=30,
                                     placeholder="any name, no personal data"),
         "code": left.text_input("Quiz code (optional)", key="quiz_code",
                                 help="Type the code your instructor gave you to get the same "
                                      "questions as the rest of the class; leave empty for a new one."),
+        "source": left.selectbox(
+            "Images", sources, key="quiz_source", format_func=source_label,
+            help="Questions come only from images the model did not train on. A folder from "
+                 "another lab shows how a change of stain and microscope trips the model up."),
         "mode": right.radio("Mode", quiz.MODES, key="mode", format_func=quiz.MODE_LABELS.get,
                             horizontal=True),
         "difficulty": right.selectbox("Difficulty", quiz.DIFFICULTIES, key="difficulty",
@@ -66,18 +92,29 @@ def setup_ui() -> dict:
     return values
 
 
+SAMPLE_PER_CLASS = 50  # images of each class the model classifies in a new folder, for difficulty
+
+
 def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     """Check the form, choose the questions and return the new quiz state (ValueError if unusable)."""
     nickname = quiz.normalize_nickname(values["nickname"])
     code = quiz.normalize_code(values["code"]) if values["code"].strip() else quiz.new_code()
     length = quiz.PRACTICE_LENGTH if values["mode"] == "practice" else int(values["length"])
     spec = quiz.QuizSpec(code, classifier.name, values["mode"], values["difficulty"], length)
-    if spec.difficulty in quiz.NEEDS_PREDICTIONS:
-        message = "The model looks at the quiz images once (kept for next time): {} of {}"
+    if spec.difficulty in quiz.NEEDS_PREDICTIONS:  # the model's answer on every candidate
+        own = values["source"] == OWN_SPLIT
+        message = ("The model looks at the quiz images once (kept for next time): {} of {}" if own
+                   else "The model looks at a sample of the folder's images: {} of {}")
         bar = st.progress(0.0, text=message.format(0, "..."))
-        pool = predicted_pool(classifier, pool, settings.cache_dir, settings.data_dir,
-                              progress=lambda done, total: bar.progress(
-                                  done / total, text=message.format(done, total)))
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=message.format(done, total))
+
+        if own:  # the explorer's predictions on the whole split, cached on disk
+            pool = predicted_pool(classifier, pool, settings.cache_dir, settings.data_dir,
+                                  progress=progress)
+        else:
+            pool = predict_sample(classifier, pool, SAMPLE_PER_CLASS, progress=progress)
         bar.empty()
     questions = quiz.plan_questions(pool, spec, classifier.classes)
     if not questions:
@@ -85,7 +122,8 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     notice = None
     if spec.mode != "practice" and spec.difficulty != "adaptive" and len(questions) < length:
         notice = f"Only {len(questions)} images match this difficulty, so the quiz is that long."
-    return {"spec": spec, "nickname": nickname, "questions": questions, "answers": [],
+    return {"spec": spec, "nickname": nickname, "source": values["source"],
+            "questions": questions, "answers": [],
             "overlay": None, "shown_at": None, "hint": False, "feedback": None, "finished": False,
             "save_error": None, "notice": notice}
 
@@ -117,8 +155,8 @@ def record_answer(state: dict, given: str) -> None:
         state["overlay"] = view.overlay  # only the latest: the review shows no heatmaps
         state["feedback"] = answer
     if spec.difficulty == "adaptive":
-        following = quiz.next_adaptive_question(load_pool(), spec, classifier.classes,
-                                                state["answers"])
+        following = quiz.next_adaptive_question(load_pool(state["source"]), spec,
+                                                classifier.classes, state["answers"])
         if following:
             state["questions"].append(following)
     state["hint"], state["shown_at"] = False, None
@@ -164,7 +202,7 @@ def question_ui(state: dict) -> None:
                 state["questions"].pop(index)
                 state["shown_at"] = None
                 if spec.difficulty == "adaptive":
-                    following = quiz.next_adaptive_question(load_pool(), spec,
+                    following = quiz.next_adaptive_question(load_pool(state["source"]), spec,
                                                             classifier.classes, state["answers"])
                     state["questions"] += [following] if following else []
                 return
@@ -238,9 +276,11 @@ if state and state["spec"].model_name != classifier.name:
     state = st.session_state.quiz = None
 
 if state is None:
-    pool = load_pool()  # read here and for adaptive quizzes only: a fixed quiz keeps its questions
     values = setup_ui()
-    st.caption(f"{len(pool)} images the model never trained on (its validation and test split).")
+    pool = load_pool(values["source"])  # and for adaptive quizzes: a fixed quiz keeps its questions
+    where = ("its validation and test split" if values["source"] == OWN_SPLIT
+             else f"`{values['source']}`, in the model's classes")
+    st.caption(f"{len(pool)} images the model never trained on ({where}).")
     if st.button("Start the quiz", key="start", type="primary"):
         try:
             st.session_state.quiz = start_quiz(values, pool)

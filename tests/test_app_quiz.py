@@ -137,3 +137,34 @@ def test_hard_quiz_reads_the_models_answers_once_and_caches_them(quiz_env, tmp_p
     assert questions and all("/train-" not in q.image_id for q in questions)
     assert all(q.model_answer is not None for q in questions)
     assert list((tmp_path / "var" / "cache" / "explorer").iterdir())  # shared with the explorer
+
+
+def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
+    classes = quiz_env["classes"]
+    for i, label in enumerate(classes[:2]):  # another lab's folder, upper-case class names
+        for j in range(3):
+            target = tmp_path / "data" / "lab-b" / label.upper() / f"cell-{j}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 64), (200, 30 * i, 20 * j)).save(target)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    at.run()
+    # The model's own folder is never offered as "never seen": only its held-out split.
+    assert at.selectbox(key="quiz_source").options == [
+        "Images of its own dataset it never trained on (validation and test split)",
+        "lab-b: a folder it never saw (another lab, stain or microscope)"]
+    at.selectbox(key="quiz_source").set_value("lab-b").run()
+    assert any("6 images the model never trained on (`lab-b`" in c.value for c in at.caption)
+    at.text_input(key="nickname").input("ana")
+    at.text_input(key="quiz_code").input("LAB-B")
+    at.radio(key="mode").set_value("exam").run()
+    at.number_input(key="length").set_value(5)
+    at.selectbox(key="difficulty").set_value("typical")  # needs the model's answers on the folder
+    at.button(key="start").click().run()
+    assert not at.exception, at.exception
+    questions = at.session_state["quiz"]["questions"]
+    assert questions and all(q.image_id.startswith("lab-b/") for q in questions)
+    assert all(q.model_answer in classes for q in questions)
+    at.button(key=f"answer_{classes[0]}").click().run()
+    assert not at.exception, at.exception
+    stored = storage.load_answers(quiz_env["db"], quiz_code="LAB-B")
+    assert [a.image_id for a in stored] == [questions[0].image_id]
