@@ -293,9 +293,10 @@ if state is None:
 spec = state["spec"]
 if state["feedback"] is None and len(state["answers"]) >= len(state["questions"]):
     state["finished"] = True  # e.g. the pool ran out
+images = "" if state["source"] == OWN_SPLIT else f" · images from `{state['source']}`"
 st.markdown(f"**{state['nickname']}** · {quiz.MODE_LABELS[spec.mode]} · "
-            f"{quiz.DIFFICULTY_LABELS[spec.difficulty]} · quiz code **`{spec.code}`** "
-            "(share it: the same code gives the same questions)")
+            f"{quiz.DIFFICULTY_LABELS[spec.difficulty]}{images} · quiz code **`{spec.code}`** "
+            "(share it: the same code and images give the same questions)")
 if state["notice"]:
     st.info(state["notice"])
     state["notice"] = None

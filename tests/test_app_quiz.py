@@ -163,6 +163,7 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
     assert not at.exception, at.exception
     questions = at.session_state["quiz"]["questions"]
     assert questions and all(q.image_id.startswith("lab-b/") for q in questions)
+    assert any("images from `lab-b`" in m.value for m in at.markdown)
     assert all(q.model_answer in classes for q in questions)
     at.button(key=f"answer_{classes[0]}").click().run()
     assert not at.exception, at.exception
