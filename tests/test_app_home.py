@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,17 @@ def test_shipped_model_home_shows_figures_confusion_matrix_and_curves(model_name
     assert len(at.dataframe) >= 2  # headline figures and the per-class table
     charts = at.get("plotly_chart")
     assert len(charts) == 2, "expected the confusion matrix and the training curves"
+
+
+def test_sidebar_prefers_cross_validation_to_a_small_validation_split(monkeypatch):
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(REPO_ROOT / "models"))
+    smears = run_home("blood-cells-4class")  # 28 validation smears, 5-fold CV over 222
+    figures = json.loads((REPO_ROOT / "models" / "blood-cells-4class" / "model.json").read_text())[
+        "metrics"]["cross_validation"]
+    labels = {m.label: m.value for m in smears.sidebar.metric}
+    assert labels == {"CV accuracy": f"{figures['accuracy']:.1%}",
+                      "CV macro-F1": f"{figures['macro_f1']:.1%}"}
+    assert any("5-fold cross-validation over 222" in c.value and "28 images" in c.value
+               for c in smears.sidebar.caption)
+    cells = run_home("pbc-8class")  # no cross-validation: its 1,539 validation images
+    assert {m.label for m in cells.sidebar.metric} == {"Val accuracy", "Val macro-F1"}
