@@ -82,6 +82,18 @@ def example_pool(model_folder: str, data_dir: str, metadata: dict) -> list[tuple
 _MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
+def show_image(container, path: Path, **image_options) -> None:
+    """Show an image file in `container` (st or a column) from a cached JPEG copy, so 16-bit and
+    TIFF images show too; an unreadable file gets a note instead of a traceback."""
+    from hematovision_core.preprocessing import ImageError
+    from hematovision_core.thumbnails import display_copy
+
+    try:
+        container.image(str(display_copy(get_settings().cache_dir, Path(path))), **image_options)
+    except (ImageError, OSError) as error:
+        container.warning(f"This image cannot be shown ({error}).")
+
+
 def plain(text: str) -> str:
     """Escape Markdown so a user-supplied name (a file name) shows as typed."""
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)

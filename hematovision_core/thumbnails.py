@@ -1,4 +1,5 @@
-"""Small images made once and kept on disk: gallery thumbnails and Grad-CAM overlays.
+"""Small images made once and kept on disk: gallery thumbnails, Grad-CAM overlays, and JPEG
+copies for display (Streamlit cannot show a 16-bit PNG or TIFF, and fails on a corrupt file).
 
 A gallery page shows a few dozen images; decoding the 256x256 (or 320x240) originals on every
 page run would be wasted work, so each thumbnail is written once as a small JPEG under
@@ -18,6 +19,7 @@ from PIL import Image, ImageOps
 from hematovision_core.preprocessing import load_image, model_view, resize_for_model, scale_pixels
 
 THUMBNAIL_SIZE = 128  # pixels, square; the gallery shows 6 to a row
+DISPLAY_SIZE = 1024  # pixels, the longer side of a display copy
 JPEG_QUALITY = 85
 
 
@@ -50,6 +52,22 @@ def thumbnail(cache_dir: Path, image_path: Path, size: int = THUMBNAIL_SIZE) -> 
     if not target.is_file():
         image = load_image(image_path)
         _save_atomically(ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR), target)
+    return target
+
+
+def display_copy(cache_dir: Path, image_path: Path, max_side: int = DISPLAY_SIZE) -> Path:
+    """An 8-bit RGB JPEG of the whole image, made once: EXIF orientation, colour modes and bit
+    depths handled as for the model, so any image the model can read can also be shown.
+
+    Raises:
+        ImageError, OSError: the image cannot be read.
+    """
+    digest = _digest(_source_key(image_path), "display", max_side)
+    target = Path(cache_dir) / "thumbnails" / digest[:2] / f"{digest}.jpg"
+    if not target.is_file():
+        image = load_image(image_path)
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)  # never enlarges
+        _save_atomically(image, target)
     return target
 
 

@@ -7,7 +7,8 @@ import uuid
 
 import streamlit as st
 
-from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
+from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar,
+                         show_image)
 from hematovision_core import charts, explorer, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast
@@ -191,7 +192,7 @@ def question_ui(state: dict) -> None:
     total = "" if spec.mode == "practice" else f" of {planned}"
     st.subheader(f"Question {question.number}{total}")
     picture, buttons = st.columns([1, 1])
-    picture.image(str(question.path), width=360)
+    show_image(picture, question.path, width=360)
     buttons.markdown("**Which cell is this?**")
     for label in classifier.classes:
         if buttons.button(names[label], key=f"answer_{label}", width="stretch"):
@@ -228,7 +229,7 @@ def feedback_ui(state: dict) -> None:
     st.markdown(f"The model says **{names[answer.model_answer]}** "
                 f"({answer.model_confidence:.0%} confident): {model_verdict}.")
     left, right = st.columns(2)
-    left.image(str(question_for(state, answer).path), caption="The image", width=320)
+    show_image(left, question_for(state, answer).path, caption="The image", width=320)
     right.image(state["overlay"], caption="Where the model looked (Grad-CAM)",
                 width=320)
     last = len(state["answers"]) >= len(state["questions"])
@@ -263,7 +264,7 @@ def review_ui(state: dict) -> None:
         question = question_for(state, answer)
         with st.container(border=True):
             left, right = st.columns([1, 3])
-            left.image(str(question.path), width=160)
+            show_image(left, question.path, width=160)
             right.markdown(f"**Question {answer.question_number}**: you said "
                            f"**{names[answer.answer]}**, it is a **{names[answer.truth]}** "
                            f"(the model said {names.get(answer.model_answer, '?')}).")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import data_missing_message, disclaimer, get_settings, model_sidebar
+from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar,
+                         show_image)
 from hematovision_core import charts, explorer
 from hematovision_core.explorer import ALL, OUTCOMES, PAGE_SIZE, Filters
 from hematovision_core.morphology import card_for
@@ -285,7 +286,7 @@ def detail_ui(settings, classifier, source, predictions, table, names) -> None:
         predicted_index = int(probabilities.argmax())
         predicted = classifier.classes[predicted_index]
         image_tab, map_tab = st.tabs(["Image", "Grad-CAM"])
-        image_tab.image(str(source.root / path), width="stretch")
+        show_image(image_tab, source.root / path, width="stretch")
         map_tab.image(str(heatmap_overlay(settings.cache_dir, classifier, source.root / path,
                                           predicted_index)),
                       caption=f"Evidence for {names.get(predicted, predicted)}"

@@ -6,7 +6,7 @@ import hmac
 
 import streamlit as st
 
-from app_support import disclaimer, get_settings
+from app_support import disclaimer, get_settings, show_image
 from hematovision_core import charts, quiz, storage
 from hematovision_core.quiz_pool import image_path
 
@@ -59,7 +59,7 @@ def hardest_images_ui(answers: list[quiz.Answer]) -> None:
         column = columns[position % 4]
         path = image_path(settings.data_dir, row.image_id)
         if path is not None:
-            column.image(str(path), width=150)
+            show_image(column, path, width=150)
         else:
             column.caption(f"(image not on this machine: {row.image_id})")
         mistake = quiz.display_name(row.common_mistake) if row.common_mistake else "-"

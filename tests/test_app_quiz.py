@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -143,9 +144,9 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
     classes = quiz_env["classes"]
     for i, label in enumerate(classes[:2]):  # another lab's folder, upper-case class names
         for j in range(3):
-            target = tmp_path / "data" / "lab-b" / label.upper() / f"cell-{j}.png"
+            target = tmp_path / "data" / "lab-b" / label.upper() / f"cell-{j}.tif"  # camera TIFFs
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (64, 64), (200, 30 * i, 20 * j)).save(target)
+            Image.fromarray(np.full((64, 64), 9000 * (i + j + 1), np.uint16)).save(target)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.run()
     # The model's own folder is never offered as "never seen": only its held-out split.
@@ -164,6 +165,8 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
     questions = at.session_state["quiz"]["questions"]
     assert questions and all(q.image_id.startswith("lab-b/") for q in questions)
     assert any("images from `lab-b`" in m.value for m in at.markdown)
+    shown = [image.url for element in at.get("image") for image in element.proto.imgs]
+    assert len(shown) == 1 and shown[0].endswith(".jpg")  # a JPEG copy of the 16-bit TIFF
     assert all(q.model_answer in classes for q in questions)
     at.button(key=f"answer_{classes[0]}").click().run()
     assert not at.exception, at.exception

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from hematovision_core import thumbnails
+from hematovision_core.preprocessing import ImageError
 from hematovision_core.predict import Classifier
 
 
@@ -34,6 +36,26 @@ def test_a_thumbnail_is_made_once(tmp_path, monkeypatch):
     Image.new("RGB", (300, 200), (20, 60, 120)).save(source)
     os.utime(source, ns=(1, 1))
     assert thumbnails.thumbnail(tmp_path / "cache", source) != first
+
+
+def test_a_display_copy_shows_a_16_bit_tiff_as_8_bit_rgb(tmp_path, monkeypatch):
+    # A 16-bit greyscale TIFF, as a microscope camera writes it: Streamlit cannot show it.
+    tiff = tmp_path / "camera.tif"
+    ramp = np.tile(np.linspace(0, 65535, 3000, dtype=np.uint16), (1500, 1))
+    Image.fromarray(ramp).save(tiff)
+    loads = counting_loads(monkeypatch)
+    copy = thumbnails.display_copy(tmp_path / "cache", tiff)
+    assert copy.suffix == ".jpg" and copy.is_relative_to(tmp_path / "cache")
+    assert thumbnails.display_copy(tmp_path / "cache", tiff) == copy and len(loads) == 1
+    with Image.open(copy) as image:  # the whole image, aspect kept, at most DISPLAY_SIZE
+        assert image.mode == "RGB" and image.size == (thumbnails.DISPLAY_SIZE,
+                                                      thumbnails.DISPLAY_SIZE // 2)
+        row = np.asarray(image)[0, :, 0].astype(int)
+    assert row[0] < 10 and row[-1] > 245  # the 16-bit ramp, scaled to 8 bits
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n then nothing")
+    with pytest.raises(ImageError):
+        thumbnails.display_copy(tmp_path / "cache", broken)
 
 
 def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data, tmp_path,
