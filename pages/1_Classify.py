@@ -43,7 +43,9 @@ def inputs_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
         return ([("camera photo", photo.getvalue())] if photo else []), None
     if source == "Random example":
         return example_ui()
-    uploads = st.file_uploader("Upload one or more single-cell images", type=UPLOAD_TYPES,
+    what = ("single-cell images" if classifier.crop == "none"
+            else "blood-smear fields (the model finds the white cell in each)")
+    uploads = st.file_uploader(f"Upload one or more {what}", type=UPLOAD_TYPES,
                                accept_multiple_files=True, key="uploads")
     st.caption("Images are processed in memory and never stored.")
     return [(upload.name, upload.getvalue()) for upload in uploads or []], None

@@ -283,6 +283,10 @@ def test_shipped_model_classify_shows_a_clear_example_as_its_class(model_name, m
     at.session_state["model_name"] = model_name
     at.run()
     no_exception(at)
+    # The uploader asks for what the model reads: single cells, or whole smear fields.
+    smears = metadata.get("crop", "none") != "none"
+    wanted = "blood-smear fields" if smears else "single-cell images"
+    assert wanted in at.file_uploader(key="uploads").label
     at.file_uploader(key="uploads").set_value([(clear.path.name, clear.path.read_bytes(),
                                                 "image/jpeg")])
     at.run()
