@@ -8,7 +8,9 @@ usual split (same fractions and seed as training) stays untouched; the train + v
 are cut into k stratified folds, and each fold is the validation split of one run trained on the
 others, to the last epoch (`--select last`: the fold that scores a run never chooses its epoch).
 Every development image is then scored by a model that never saw it. Prints and writes
-<out>/crossval.json: accuracy, macro-F1, per-fold accuracy and the summed confusion matrix.
+<out>/crossval.json: accuracy, macro-F1, balanced accuracy, per-fold accuracy, the summed
+confusion matrix, and each image's out-of-fold prediction (`predictions`), so that runs of
+different recipes can be compared image by image.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core import train
+from hematovision_core.evaluate import record_probabilities
 from hematovision_core.metrics import balanced_accuracy, per_class_scores
 from hematovision_core.model_io import record_metrics, write_json
 
@@ -49,6 +52,18 @@ def fold_records(records, fold_numbers, fold: int):
     return out
 
 
+def out_of_fold_predictions(model_folder: Path, records, root: Path, fold: int) -> list[dict]:
+    """The fold model's answer on each of its validation images (TTA and calibration included)."""
+    from hematovision_core.predict import Classifier
+
+    classifier = Classifier.load(model_folder)
+    kept, probabilities, _ = record_probabilities(classifier,
+                                                  [r for r in records if r.split == "val"])
+    return [{"path": Path(r.path).relative_to(root).as_posix(), "fold": fold, "label": r.label,
+             "predicted": classifier.classes[int(p.argmax())], "confidence": float(p.max())}
+            for r, p in zip(kept, probabilities)]
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="python -m hematovision_core.crossval", description=__doc__,
@@ -70,7 +85,7 @@ def main(argv=None) -> int:
     fold_numbers = [next(numbers) if r.split != "test" else -1 for r in records]
     classes = list(dataset.classes)
     confusion = np.zeros((len(classes), len(classes)), int)
-    per_fold = []
+    per_fold, predictions = [], []
     for fold in range(args.folds):
         folder = args.out / f"fold-{fold}"
         manifest = folder / "fold-split.csv"
@@ -79,6 +94,8 @@ def main(argv=None) -> int:
                                     "--manifest", str(manifest), "--select", "last"]
                                    + train_options)
         validation = train.train(options)["metrics"]["validation"]
+        predictions += out_of_fold_predictions(folder, fold_records(records, fold_numbers, fold),
+                                               dataset.root, fold)
         confusion += np.array(validation["confusion_matrix"])
         per_fold.append(validation["accuracy"])
         log.info("Fold %d: accuracy %.4f (%d images)", fold, validation["accuracy"],
@@ -88,10 +105,12 @@ def main(argv=None) -> int:
                   macro_f1=float(per_class_scores(confusion)["f1"].mean()),
                   balanced_accuracy=balanced_accuracy(confusion), fold_accuracy=per_fold,
                   confusion_matrix={"classes": classes, "matrix": confusion.tolist()},
-                  training_options=train_options)
+                  training_options=train_options,
+                  predictions=sorted(predictions, key=lambda p: p["path"]))
     write_json(args.out / "crossval.json", report)
     if args.record_into:
-        record_metrics(args.record_into, "cross_validation", report)
+        summary = {key: value for key, value in report.items() if key != "predictions"}
+        record_metrics(args.record_into, "cross_validation", summary)  # model.json stays small
     print(f"{args.folds}-fold cross-validation on {report['n']} images: accuracy "
           f"{report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, balanced accuracy "
           f"{report['balanced_accuracy']:.4f} "

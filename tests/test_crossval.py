@@ -1,10 +1,13 @@
 """Cross-validation: stratified folds over the development images, the test split untouched."""
 
 import json
+import shutil
 from collections import Counter
+from pathlib import Path
 
 from hematovision_core import crossval, data as datasets
 from hematovision_core.data import ImageRecord
+from hematovision_core.model_io import read_metadata
 
 
 def _records(counts: dict[str, int], duplicates: int = 0):
@@ -36,10 +39,14 @@ def test_each_fold_validates_on_its_own_images_only():
     assert [r.split for r in fold] == ["test", "test", "train", "val", "train", "val", "train", "val"]
 
 
-def test_crossval_scores_every_development_image_once_real_data(small_data, tmp_path):
+def test_crossval_scores_every_development_image_once_real_data(small_data, tmp_path,
+                                                                tiny_model_folder):
     out = tmp_path / "cv"
+    recipe_model = tmp_path / "recipe-model"  # the model trained with the recipe under test
+    shutil.copytree(tiny_model_folder, recipe_model)
     assert crossval.main([
         "--data", str(small_data / "pbc"), "--out", str(out), "--folds", "2",
+        "--record-into", str(recipe_model),
         "--weights", "none", "--input-size", "96", "--views", "1", "--head-epochs", "1",
         "--epochs", "0", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache"),
     ]) == 0
@@ -56,3 +63,15 @@ def test_crossval_scores_every_development_image_once_real_data(small_data, tmp_
         assert sorted(r.path for r in manifest if r.split == "test") == \
             sorted(r.path for r in records if r.split == "test")
     assert sorted(validated) == sorted(r.path for r in development)
+    # Each development image's out-of-fold answer, agreeing with the summed confusion matrix.
+    predictions = report["predictions"]
+    assert sorted(p["path"] for p in predictions) == sorted(
+        Path(r.path).relative_to(small_data / "pbc").as_posix() for r in development)
+    matrix = report["confusion_matrix"]["matrix"]
+    assert sum(p["label"] == p["predicted"] for p in predictions) == sum(
+        matrix[i][i] for i in range(len(matrix)))
+    assert all(0 < p["confidence"] <= 1 and p["fold"] in (0, 1) for p in predictions)
+    # The model trained with this recipe records the figures, without the per-image list.
+    recorded = read_metadata(recipe_model)["metrics"]["cross_validation"]
+    assert recorded["n"] == report["n"] and recorded["accuracy"] == report["accuracy"]
+    assert "predictions" not in recorded
