@@ -22,8 +22,8 @@ disclaimer()
 st.markdown(
     "A teaching dashboard for **white-blood-cell morphology** on stained peripheral blood "
     "smears. A MobileNetV2 network, trained on public images of single cells and of smear "
-    "fields, names the cell type, "
-    "says how sure it is, and shows **where in the image its evidence lies** (Grad-CAM).\n\n"
+    "fields, names the cell type, says how sure it is, and shows **where in the image its "
+    "evidence lies** (Grad-CAM).\n\n"
     "It is made for **students** learning to tell cells apart, **instructors** who want to show "
     "what a network attends to and where it goes wrong, and **lab staff** curious about "
     "automated differentials. It is not a diagnostic device."

@@ -25,7 +25,7 @@ import numpy as np
 from hematovision_core import data as datasets
 from hematovision_core import train
 from hematovision_core.evaluate import record_probabilities
-from hematovision_core.metrics import balanced_accuracy, per_class_scores
+from hematovision_core.metrics import balanced_accuracy, confusion_matrix, per_class_scores
 from hematovision_core.model_io import record_metrics, write_json
 
 log = logging.getLogger("hematovision.crossval")
@@ -84,22 +84,26 @@ def main(argv=None) -> int:
     numbers = iter(assign_folds(development, args.folds, base.seed))
     fold_numbers = [next(numbers) if r.split != "test" else -1 for r in records]
     classes = list(dataset.classes)
-    confusion = np.zeros((len(classes), len(classes)), int)
-    per_fold, predictions = [], []
+    predictions = []
     for fold in range(args.folds):
         folder = args.out / f"fold-{fold}"
         manifest = folder / "fold-split.csv"
-        datasets.write_manifest(fold_records(records, fold_numbers, fold), dataset.root, manifest)
+        fold_set = fold_records(records, fold_numbers, fold)
+        datasets.write_manifest(fold_set, dataset.root, manifest)
         options = train.parse_args(["--data", str(args.data), "--out", str(folder),
                                     "--manifest", str(manifest), "--select", "last"]
                                    + train_options)
-        validation = train.train(options)["metrics"]["validation"]
-        predictions += out_of_fold_predictions(folder, fold_records(records, fold_numbers, fold),
-                                               dataset.root, fold)
-        confusion += np.array(validation["confusion_matrix"])
-        per_fold.append(validation["accuracy"])
-        log.info("Fold %d: accuracy %.4f (%d images)", fold, validation["accuracy"],
-                 validation["n"])
+        train.train(options)
+        answers = out_of_fold_predictions(folder, fold_set, dataset.root, fold)
+        log.info("Fold %d: accuracy %.4f (%d images)", fold,
+                 np.mean([a["label"] == a["predicted"] for a in answers]), len(answers))
+        predictions += answers
+    # Every figure below comes from the out-of-fold answers, one per development image.
+    confusion = confusion_matrix([classes.index(a["label"]) for a in predictions],
+                                 [classes.index(a["predicted"]) for a in predictions],
+                                 len(classes))
+    per_fold = [float(np.mean([a["label"] == a["predicted"] for a in predictions
+                               if a["fold"] == fold])) for fold in range(args.folds)]
     report = dict(folds=args.folds, n=int(confusion.sum()),
                   accuracy=float(np.trace(confusion) / confusion.sum()),
                   macro_f1=float(per_class_scores(confusion)["f1"].mean()),

@@ -14,6 +14,7 @@ import argparse
 import csv
 import hashlib
 import logging
+import os
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
@@ -62,6 +63,25 @@ class Dataset:
 
 def normalize_class(name: str) -> str:
     return name.strip().lower()
+
+
+def class_folders(folder: str | Path) -> set[str]:
+    """Normalised names of the sub-folders of `folder` that directly hold an image file: its
+    classes, found without listing every image (empty if `folder` cannot be read)."""
+    found = set()
+    try:
+        with os.scandir(folder) as entries:
+            subfolders = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
+    except OSError:
+        return found
+    for sub in subfolders:
+        try:
+            with os.scandir(sub.path) as files:
+                if any(f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+                    found.add(normalize_class(sub.name))
+        except OSError:
+            continue
+    return found
 
 
 def normalize_split(name: str) -> str | None:

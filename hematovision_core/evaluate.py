@@ -46,12 +46,13 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
     return records, f"manifest split '{wanted}'"
 
 
-def record_probabilities(classifier, records, batch_size: int = 32):
-    """Calibrated probabilities for image records, preprocessed batch by batch.
+def record_probabilities(classifier, records, batch_size: int = 32, progress=None):
+    """Calibrated probabilities for image records (anything with a `.path`), preprocessed batch
+    by batch; `progress(done, total)` is called after each batch.
 
     Returns:
         (records that decoded, probabilities (len(those), num_classes), one message per
-        unreadable file).
+        unreadable or vanished file).
     """
     from hematovision_core.preprocessing import ImageError
 
@@ -62,10 +63,12 @@ def record_probabilities(classifier, records, batch_size: int = 32):
             try:
                 arrays.append(classifier.prepare(record.path))
                 kept.append(record)
-            except ImageError as error:
-                unreadable.append(f"{record.path.name}: {error}")
+            except (ImageError, OSError) as error:
+                unreadable.append(f"{Path(record.path).name}: {error}")
         if arrays:
             chunks.append(classifier.probabilities(np.stack(arrays)))
+        if progress:
+            progress(min(start + batch_size, len(records)), len(records))
     empty = np.zeros((0, len(classifier.classes)), np.float32)
     return kept, (np.concatenate(chunks) if chunks else empty), unreadable
 

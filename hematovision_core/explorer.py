@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from hematovision_core import model_io
-from hematovision_core.data import IMAGE_EXTENSIONS, normalize_class, normalize_split
+from hematovision_core.data import (IMAGE_EXTENSIONS, class_folders, normalize_class,
+                                    normalize_split)
 from hematovision_core.model_io import dataset_name as model_dataset  # noqa: F401 (for pages)
 from hematovision_core.split_predictions import SplitPredictions, SplitSource
 
@@ -56,23 +57,6 @@ class Page:
 # ----------------------------------------------------------------------------- data folders
 
 
-def _has_class_folders(folder: Path) -> bool:
-    """True if some sub-folder of `folder` directly holds an image file."""
-    try:
-        with os.scandir(folder) as entries:
-            subfolders = [e.path for e in entries if e.is_dir() and not e.name.startswith(".")]
-    except OSError:
-        return False
-    for sub in subfolders:
-        try:
-            with os.scandir(sub) as files:
-                if any(f.is_file() and f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-                    return True
-        except OSError:
-            continue
-    return False
-
-
 def list_datasets(data_dir: Path) -> list[str]:
     """Dataset folders under `data_dir` as paths relative to it ("pbc", "blood-cells/TRAIN").
 
@@ -82,18 +66,18 @@ def list_datasets(data_dir: Path) -> list[str]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         return []
-    if _has_class_folders(data_dir) and not any(
+    if class_folders(data_dir) and not any(
         normalize_split(p.name) for p in data_dir.iterdir() if p.is_dir()
     ):
         return ["."]
     found = []
     folders = sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     for folder in folders:
-        if _has_class_folders(folder):
+        if class_folders(folder):
             found.append(folder.name)
             continue
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if _has_class_folders(sub):
+            if class_folders(sub):
                 found.append(f"{folder.name}/{sub.name}")
     return found
 

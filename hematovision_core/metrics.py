@@ -34,8 +34,9 @@ def macro_f1(y_true, y_pred, num_classes: int) -> float:
 
 def balanced_accuracy(confusion: np.ndarray) -> float:
     """Mean recall over the classes present: the accuracy a set with as many images of each
-    class would give. blood-cells' public TEST folder is such a set (about 620 copies a class
-    from 4 to 48 source smears), so this, not plain accuracy, predicts a score there."""
+    class would give. blood-cells' public TEST folder is such a set (about as many augmented
+    copies of each class, however few its source smears), so this, not plain accuracy, predicts
+    a score there."""
     scores = per_class_scores(confusion)
     present = scores["support"] > 0
     return float(scores["recall"][present].mean()) if present.any() else 0.0

@@ -13,16 +13,15 @@ there the model classifies a fixed sample of each class instead (`predict_sample
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-import os
-
 import numpy as np
 
-from hematovision_core.data import IMAGE_EXTENSIONS, discover, normalize_class, read_manifest
-from hematovision_core.model_io import ModelFolderError, dataset_name, manifest_path, read_metadata
+from hematovision_core.data import class_folders, discover, read_manifest
+from hematovision_core.model_io import METADATA_FILE, dataset_name, manifest_path
 
 QUIZ_SPLITS = ("val", "test")  # never "train": students must not be asked about training images
 DEFAULT_DATASET = "pbc"
@@ -89,9 +88,9 @@ def trained_on(model_folder: str | Path | None, metadata: dict) -> set[str]:
         if not start or folder is None:
             break
         folder = folder.parent / Path(start).name
-        try:
-            metadata = read_metadata(folder)
-        except (ModelFolderError, OSError):
+        try:  # only its data is needed: no checksum of its model file on every page run
+            metadata = json.loads((folder / METADATA_FILE).read_text())
+        except (OSError, ValueError):
             break  # that model is not shipped here: nothing more is known
     return seen
 
@@ -102,21 +101,6 @@ def _overlaps(folder: str, other: str) -> bool:
     return a[: len(b)] == b or b[: len(a)] == a
 
 
-def folder_classes(folder: str | Path) -> set[str]:
-    """Normalised names of the sub-folders that directly hold an image: the folder's classes."""
-    found = set()
-    try:
-        with os.scandir(folder) as entries:
-            subfolders = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
-        for sub in subfolders:
-            with os.scandir(sub.path) as files:
-                if any(f.name.lower().endswith(IMAGE_EXTENSIONS) for f in files):
-                    found.add(normalize_class(sub.name))
-    except OSError:
-        pass
-    return found
-
-
 def unseen_datasets(model_folder: str | Path | None, metadata: dict, datasets: Sequence[str],
                     data_dir: str | Path) -> list[str]:
     """The dataset folders a quiz may draw from besides the model's own split: none of their
@@ -125,7 +109,7 @@ def unseen_datasets(model_folder: str | Path | None, metadata: dict, datasets: S
     classes = set(metadata["classes"])
     return [d for d in datasets
             if not any(_overlaps(d, s) for s in seen)
-            and folder_classes(Path(data_dir) / d) & classes]
+            and class_folders(Path(data_dir) / d) & classes]
 
 
 def image_path(data_dir: str | Path, image_id: str) -> Path | None:
@@ -193,31 +177,17 @@ def sample_per_class(pool: Sequence[Candidate], per_class: int, seed: int = 0) -
 
 
 def predict_sample(classifier, pool: Sequence[Candidate], per_class: int = 50,
-                   progress: Progress | None = None, batch: int = 32) -> list[Candidate]:
+                   progress: Progress | None = None) -> list[Candidate]:
     """The model's answers on a fixed sample of a folder pool; unreadable images are left out.
 
     For a folder the model never saw, where classifying every image could take minutes; the
     sample is the same for every student, so a quiz code still means the same questions.
     """
-    from hematovision_core.preprocessing import ImageError
+    from hematovision_core.evaluate import record_probabilities
 
-    sample = sample_per_class(pool, per_class)
-    predicted = []
-    for start in range(0, len(sample), batch):
-        readable, arrays = [], []
-        for candidate in sample[start : start + batch]:
-            try:
-                arrays.append(classifier.prepare(candidate.path))
-                readable.append(candidate)
-            except (ImageError, OSError):
-                continue
-        if arrays:
-            probabilities = classifier.probabilities(np.stack(arrays))
-            predicted += [with_prediction(c, p, classifier.classes)
-                          for c, p in zip(readable, probabilities)]
-        if progress:
-            progress(min(start + batch, len(sample)), len(sample))
-    return predicted
+    kept, probabilities, _ = record_probabilities(classifier, sample_per_class(pool, per_class),
+                                                  progress=progress)
+    return [with_prediction(c, p, classifier.classes) for c, p in zip(kept, probabilities)]
 
 
 @dataclass(frozen=True, eq=False)
