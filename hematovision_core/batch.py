@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from hematovision_core.calibration import apply_temperature
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
 from hematovision_core.model_io import dataset_name
@@ -37,6 +38,9 @@ class ImageResult:
     prediction: Prediction
     uncertainty: str | None  # a sentence naming both candidates, or None when confident
     true_label: str | None = None  # known for examples drawn from the data folder
+    # (h, w, num_classes) float32 from the same forward pass: the last-block heatmap of any
+    # class costs no second pass (`Classifier.heatmap`)
+    class_maps: np.ndarray | None = None
 
     @property
     def uncertain(self) -> bool:
@@ -94,11 +98,14 @@ def classify_files(classifier, files: Sequence[tuple[str, bytes]],
         good.append((name, file_digest(data), _display_copy(image), pixels, true_label))
     if not good:
         return [], failures
-    predictions = classifier.classify_arrays(np.stack([item[3] for item in good]))
+    forward = classifier.forward(np.stack([item[3] for item in good]))
+    predictions = classifier.predictions_from_probabilities(
+        apply_temperature(forward.logits, classifier.temperature))
     results = [
         ImageResult(name, digest, image_rgb, pixels, prediction,
-                    uncertainty(prediction, classifier.display_names), true_label)
-        for (name, digest, image_rgb, pixels, true_label), prediction in zip(good, predictions)
+                    uncertainty(prediction, classifier.display_names), true_label, class_maps)
+        for (name, digest, image_rgb, pixels, true_label), prediction, class_maps
+        in zip(good, predictions, forward.class_maps)
     ]
     return results, failures
 

@@ -1,4 +1,7 @@
-"""Where the model looks: Grad-CAM (compiled), Grad-CAM++, Score-CAM and SmoothGrad heatmaps.
+"""Where the model looks, with gradients: Grad-CAM (compiled), Grad-CAM++, Score-CAM, SmoothGrad.
+
+TensorFlow lives here, so only the worker processes (`explain_pool`), training and tests import
+this module; the served process draws last-block maps from the forward pass (`heatmap`).
 
 The default Grad-CAM is written out here and runs in one `tf.function` per (classifier, layer),
 about 20x faster than tf-keras-vis's eager version with the same map; the other methods come from
@@ -13,50 +16,19 @@ import functools
 import threading
 import warnings
 import weakref
-from dataclasses import dataclass
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
-from hematovision_core.model import LAST_CONV_LAYER
-from hematovision_core.predict import LOGITS_LAYER
+from hematovision_core.heatmap import (COLORMAPS, EXPLAIN_LAYERS, METHODS,  # noqa: F401 (re-export)
+                                       SMOOTHGRAD_LAYER, Heatmap, colorize, layer_name, normalize,
+                                       overlay, stretch_matrix)
+from hematovision_core.model import LOGITS_LAYER
 
-# Named depths an instructor can pick from; the layer names exist in the flat MobileNetV2 graph at
-# any input size. Shapes at 224x224 input: early (56, 56, 144), middle (14, 14, 384),
-# last (7, 7, 1280).
-EXPLAIN_LAYERS: dict[str, str] = {
-    "early": "block_3_expand_relu",
-    "middle": "block_10_expand_relu",
-    "last": LAST_CONV_LAYER,
-}
-METHODS = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "SmoothGrad")
-SMOOTHGRAD_LAYER = "input pixels"  # SmoothGrad explains the image itself, at any chosen depth
 SCORECAM_CHANNELS = 32  # Faster Score-CAM: mask with the 32 most varied channels, not all 1280
 SMOOTHGRAD_SAMPLES = 15  # noisy copies averaged; each costs one eager backward pass
 SMOOTHGRAD_NOISE = 0.2  # noise sigma as a share of the image's value range
-COLORMAPS: dict[str, int] = {
-    "jet": cv2.COLORMAP_JET,
-    "turbo": cv2.COLORMAP_TURBO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "magma": cv2.COLORMAP_MAGMA,
-    "hot": cv2.COLORMAP_HOT,
-}
-
-
-@dataclass(frozen=True)
-class Heatmap:
-    values: np.ndarray  # (H, W) float32 in [0, 1]; H, W = the model input size
-    method: str  # one of METHODS
-    class_index: int  # the class whose evidence is shown
-    layer: str  # the Keras layer explained (SMOOTHGRAD_LAYER for SmoothGrad)
-
-
-def layer_name(layer: str) -> str:
-    """A depth name ("early", "middle", "last") or a layer name -> the Keras layer name."""
-    return EXPLAIN_LAYERS.get(layer, layer)
 
 
 # classifier -> {layer name: compiled Grad-CAM}; weak keys so a dropped model frees its graphs.
@@ -64,23 +36,6 @@ _compiled: "weakref.WeakKeyDictionary[object, dict[str, tf.types.experimental.Po
 _compiled = weakref.WeakKeyDictionary()
 _compiled_lock = threading.Lock()  # Streamlit serves sessions from several threads
 _scorecam_lock = threading.Lock()  # one Score-CAM at a time: it patches model.predict briefly
-
-
-def _stretch_matrix(length: int, size: int) -> np.ndarray:
-    """(size, length) weights of a linear, corner-aligned resize from `length` to `size` samples.
-
-    Same result as scipy.ndimage.zoom(order=1), which tf-keras-vis uses to expand its maps.
-    """
-    matrix = np.zeros((size, length), np.float32)
-    if length == 1 or size == 1:
-        matrix[:, 0] = 1.0
-        return matrix
-    position = np.arange(size) * (length - 1) / (size - 1)  # output row -> input coordinate
-    low = np.minimum(np.floor(position).astype(int), length - 2)
-    fraction = (position - low).astype(np.float32)
-    matrix[np.arange(size), low] = 1.0 - fraction
-    matrix[np.arange(size), low + 1] = fraction
-    return matrix
 
 
 def _compile_gradcam(classifier, layer: str):
@@ -93,8 +48,8 @@ def _compile_gradcam(classifier, layer: str):
     )
     height, width = activations_tensor.shape[1:3]
     # (size, h) and (w, size): stretch = rows @ cam @ columns, one small matmul pair.
-    rows = tf.constant(_stretch_matrix(height, size))
-    columns = tf.constant(_stretch_matrix(width, size).T)
+    rows = tf.constant(stretch_matrix(height, size))
+    columns = tf.constant(stretch_matrix(width, size).T)
 
     @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32),
                                   tf.TensorSpec([], tf.int32)])
@@ -215,15 +170,6 @@ def compute_heatmap(classifier, pixels: np.ndarray, class_index: int, method: st
     return Heatmap(values, method, int(class_index), name)
 
 
-def normalize(values: np.ndarray) -> np.ndarray:
-    """Rescale a map to [0, 1] whatever its magnitude; a flat (or empty) map becomes zeros."""
-    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
-    low, high = float(values.min()), float(values.max())
-    if not high > low:
-        return np.zeros_like(values)
-    return (values - low) / (high - low)
-
-
 def reference_gradcam(classifier, pixels: np.ndarray, class_index: int,
                       layer: str = "last") -> np.ndarray:
     """tf-keras-vis's Grad-CAM of the same map (slow, eager), to check the compiled path.
@@ -234,34 +180,3 @@ def reference_gradcam(classifier, pixels: np.ndarray, class_index: int,
     pixels = _check_inputs(classifier, pixels, class_index, "Grad-CAM")
     return normalize(_tf_keras_vis_map(classifier, pixels, class_index, "Grad-CAM",
                                        layer_name(layer)))
-
-
-def colorize(heatmap: Heatmap, colormap: str = "jet") -> np.ndarray:
-    """The heatmap as a uint8 RGB image (H, W, 3) in a colour map from COLORMAPS."""
-    return _colour(heatmap.values, colormap)
-
-
-def _colour(values: np.ndarray, colormap: str) -> np.ndarray:
-    if colormap not in COLORMAPS:
-        raise ValueError(f"Unknown colour map {colormap!r}; choose one of {', '.join(COLORMAPS)}")
-    levels = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)  # (H, W)
-    return cv2.cvtColor(cv2.applyColorMap(levels, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
-
-
-def overlay(image_rgb: np.ndarray, heatmap: Heatmap, opacity: float = 0.5,
-            colormap: str = "jet") -> np.ndarray:
-    """Blend the coloured heatmap over an RGB image; returns uint8 RGB the size of `image_rgb`."""
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
-    image = np.asarray(image_rgb)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"Expected an RGB image (H, W, 3), got shape {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"Expected a uint8 image, got {image.dtype}")
-    height, width = image.shape[:2]
-    # Resize the values, not the colours, so every blended pixel is a true colour-map colour.
-    values = cv2.resize(heatmap.values.astype(np.float32), (width, height),
-                        interpolation=cv2.INTER_LINEAR)  # (height, width)
-    colours = _colour(values, colormap)  # (height, width, 3)
-    blended = (1.0 - opacity) * image.astype(np.float32) + opacity * colours.astype(np.float32)
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -1,4 +1,8 @@
-"""Inference: `Classifier.load(folder).classify(images)` -> calibrated `Prediction`s."""
+"""Inference: `Classifier.load(folder).classify(images)` -> calibrated `Prediction`s.
+
+The forward pass runs on ONNX Runtime (`runtime`), never on TensorFlow, so the dashboard's
+process does not import keras. Test-time augmentation and calibration happen here, in numpy.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +10,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from hematovision_core.calibration import apply_temperature
-from hematovision_core.model_io import MODEL_FILE, TTA_VIEWS, ModelFolderError, read_metadata
+from hematovision_core.heatmap import Heatmap, cam_heatmap
+from hematovision_core.model_io import TTA_VIEWS, ModelFolderError, read_metadata
 from hematovision_core.preprocessing import ImageSource, model_view, preprocess
+from hematovision_core.runtime import ForwardPass, OnnxModel
 
-LOGITS_LAYER = "head_logits"
 
-
-def dihedral_views(batch: tf.Tensor) -> tf.Tensor:
+def dihedral_views(batch: np.ndarray) -> np.ndarray:
     """(N, H, W, C) -> (8 * N, H, W, C): the 8 flips and 90-degree rotations, view-major.
 
     A white cell has no orientation, so each view is an equally real picture of it; averaging the
-    model's logits over them steadies predictions made from a small training set.
+    model's logits over them steadies predictions made from a small training set. View 0 is the
+    image as given.
     """
-    # The 4 flips of the image and of its transpose: the same 8 views as rotations and flips,
-    # without tf.image.rot90's shape assertions in the graph.
     views = []
-    for image in (batch, tf.transpose(batch, [0, 2, 1, 3])):
-        views += [image, tf.reverse(image, [1]), tf.reverse(image, [2]), tf.reverse(image, [1, 2])]
-    return tf.concat(views, axis=0)
+    for image in (batch, np.transpose(batch, (0, 2, 1, 3))):
+        views += [image, image[:, ::-1], image[:, :, ::-1], image[:, ::-1, ::-1]]
+    return np.concatenate(views, axis=0)
 
 
-def mean_over_views(logits: tf.Tensor, views: int) -> tf.Tensor:
-    """(views * N, C) view-major logits -> (N, C) mean."""
-    return tf.reduce_mean(tf.reshape(logits, [views, -1, tf.shape(logits)[-1]]), axis=0)
+def mean_over_views(values: np.ndarray, views: int) -> np.ndarray:
+    """(views * N, ...) view-major values -> (N, ...) mean over the views."""
+    return values.reshape(views, -1, *values.shape[1:]).mean(axis=0)
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,10 @@ class Prediction:
 
 
 class Classifier:
-    """A trained model plus its metadata; the forward pass runs in a compiled `tf.function`."""
+    """A trained model folder served by ONNX Runtime, plus its metadata."""
 
-    def __init__(self, model: keras.Model, metadata: dict, folder: Path | None = None):
-        self.model = model
+    def __init__(self, runtime: OnnxModel, metadata: dict, folder: Path | None = None):
+        self.runtime = runtime
         self.metadata = metadata
         self.folder = folder
         self.classes: list[str] = list(metadata["classes"])
@@ -68,17 +69,6 @@ class Classifier:
             raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
                                    f"expected one of {tuple(TTA_VIEWS)}.")
         self.views = TTA_VIEWS[self.tta]  # forward passes per image
-        self.logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-        size = self.input_size
-        self._forward = tf.function(
-            self._tta_logits, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)],
-        )
-
-    def _tta_logits(self, batch: tf.Tensor) -> tf.Tensor:
-        if self.tta == "none":
-            return self.logits_model(batch, training=False)
-        return mean_over_views(self.logits_model(dihedral_views(batch), training=False),
-                               self.views)
 
     @property
     def name(self) -> str:
@@ -89,16 +79,15 @@ class Classifier:
         """Load a model folder, refusing one whose files are missing or do not match."""
         folder = Path(folder)
         metadata = read_metadata(folder)
-        model = keras.models.load_model(folder / MODEL_FILE, compile=False)
-        outputs = model.output.shape[-1]
-        if outputs != len(metadata["classes"]):
+        runtime = OnnxModel.load(folder)
+        if runtime.num_classes != len(metadata["classes"]):
             raise ModelFolderError(
-                f"{folder}: the model has {outputs} outputs but model.json lists "
+                f"{folder}: the model has {runtime.num_classes} outputs but model.json lists "
                 f"{len(metadata['classes'])} classes."
             )
-        if tuple(model.input.shape[1:3]) != (metadata["input_size"],) * 2:
+        if runtime.input_size != metadata["input_size"]:
             raise ModelFolderError(f"{folder}: the model's input size differs from model.json.")
-        return cls(model, metadata, folder)
+        return cls(runtime, metadata, folder)
 
     def view(self, source: ImageSource):
         """The RGB image this model looks at (cropped as in training): show it with heatmaps."""
@@ -109,19 +98,40 @@ class Classifier:
         return preprocess(source, self.input_size, self.crop)
 
     def warm_up(self) -> None:
-        """Trace the compiled forward pass once so the first user does not wait for it."""
-        self.logits(np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+        """Run the forward pass once so the first user does not pay for ONNX Runtime's set-up."""
+        self.forward(np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+
+    def forward(self, batch: np.ndarray, batch_size: int = 32) -> ForwardPass:
+        """(N, size, size, 3) preprocessed images -> logits and pooled features (TTA averaged)
+        and class maps (of the image as given: heatmaps explain what the user sees)."""
+        batch_size = max(1, batch_size // self.views)  # TTA: as much memory as without it
+        parts = []
+        for start in range(0, len(batch), batch_size):
+            images = batch[start:start + batch_size]
+            if self.views == 1:
+                parts.append(self.runtime.run(images))
+                continue
+            out = self.runtime.run(dihedral_views(images))
+            parts.append(ForwardPass(mean_over_views(out.logits, self.views),
+                                     mean_over_views(out.pooled, self.views),
+                                     out.class_maps[:len(images)]))  # view 0: the image as given
+        if not parts:
+            return self.runtime.run(np.zeros((0, self.input_size, self.input_size, 3),
+                                             np.float32))
+        return ForwardPass(*(np.concatenate([getattr(p, name) for p in parts])
+                             for name in ("logits", "pooled", "class_maps")))
 
     def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """(N, size, size, 3) preprocessed images -> (N, num_classes) uncalibrated logits."""
-        batch_size = max(1, batch_size // self.views)  # TTA: as much memory as without it
-        out = [self._forward(tf.constant(batch[i : i + batch_size])).numpy()
-               for i in range(0, len(batch), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
+        return self.forward(batch, batch_size).logits
 
     def probabilities(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Calibrated class probabilities for preprocessed images."""
         return apply_temperature(self.logits(batch, batch_size), self.temperature)
+
+    def heatmap(self, class_maps: np.ndarray, class_index: int) -> Heatmap:
+        """Grad-CAM at the last block for one image's class maps (from `forward`)."""
+        return cam_heatmap(class_maps, class_index, self.input_size)
 
     def predictions_from_probabilities(self, probabilities: np.ndarray) -> list[Prediction]:
         out = []

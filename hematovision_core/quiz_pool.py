@@ -198,14 +198,17 @@ class ModelView:
 
 
 def model_view(classifier, candidate: Candidate, opacity: float = 0.45) -> ModelView:
-    """The model's answer on one image and where it looked (Grad-CAM of its chosen class)."""
-    from hematovision_core.gradcam import compute_heatmap, overlay
+    """The model's answer on one image and where it looked (Grad-CAM of its chosen class), from
+    one forward pass."""
+    from hematovision_core.calibration import apply_temperature
+    from hematovision_core.heatmap import overlay
     from hematovision_core.preprocessing import resize_for_model, scale_pixels
 
     # uint8 (S, S, 3), cropped as the model was trained (smear models look at the white cell)
     pixels = resize_for_model(classifier.view(candidate.path), classifier.input_size)
-    scaled = scale_pixels(pixels)  # float32 (S, S, 3) in [-1, 1]
-    probabilities = classifier.probabilities(scaled[None])[0]  # (num_classes,)
+    forward = classifier.forward(scale_pixels(pixels)[None])  # float32 input in [-1, 1]
+    probabilities = apply_temperature(forward.logits, classifier.temperature)[0]  # (classes,)
     predicted = with_prediction(candidate, probabilities, classifier.classes)
-    heatmap = compute_heatmap(classifier, scaled, classifier.classes.index(predicted.predicted))
+    heatmap = classifier.heatmap(forward.class_maps[0],
+                                 classifier.classes.index(predicted.predicted))
     return ModelView(predicted, pixels, overlay(pixels, heatmap, opacity=opacity))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from hematovision_core import DISCLAIMER
 from hematovision_core.batch import ImageResult
-from hematovision_core.gradcam import Heatmap
+from hematovision_core.heatmap import Heatmap
 from hematovision_core.model_card import version_line
 from hematovision_core.morphology import card_for
 

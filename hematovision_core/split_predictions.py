@@ -1,7 +1,7 @@
 """Predictions and pooled features for a whole split, computed once per model and data, on disk.
 
 One forward pass gives both the logits (for predictions) and the 1280-d pooled features (for the
-map). Images are decoded in background threads while TensorFlow runs the previous batch. The
+map). Images are decoded in background threads while ONNX Runtime runs the previous batch. The
 result lives in `<cache_dir>/explorer/<key>/`, where the key covers the model file's checksum,
 the data folder, the split and the checksum of the list of images, so a cache made by another
 model or another data folder is never reused.
@@ -13,9 +13,8 @@ import hashlib
 import json
 import logging
 import shutil
-import threading
+import tempfile
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +24,12 @@ import numpy as np
 
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.feature_map import pca_2d
-from hematovision_core.preprocessing import ImageError, model_view, resize_for_model
+from hematovision_core.preprocessing import ImageError, model_view, resize_for_model, scale_pixels
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the files below change meaning
-POOL_LAYER = "head_pool"  # GlobalAveragePooling2D over out_relu: (N, 1280)
-LOGITS_LAYER = "head_logits"  # (N, num_classes), before temperature and softmax
+POOL_WIDTH = 1280  # MobileNetV2's last block, pooled: the features of the map
 ARRAYS_FILE = "predictions.npz"
 FEATURES_FILE = "features.npy"
 META_FILE = "meta.json"
@@ -118,47 +116,6 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
     )
 
 
-# Keras model -> {tta mode: its compiled two-output forward pass}; tracing takes seconds, so do it
-# once per model (weak keys: a dropped model frees its graph). Streamlit runs sessions in threads.
-_compiled: "weakref.WeakKeyDictionary[object, object]" = weakref.WeakKeyDictionary()
-_compiled_lock = threading.Lock()
-
-
-def compiled_forward(classifier):
-    """The model's compiled forward pass, built on first use and shared afterwards."""
-    with _compiled_lock:
-        by_tta = _compiled.setdefault(classifier.model, {})  # one model, with or without TTA
-        if classifier.tta not in by_tta:
-            by_tta[classifier.tta] = build_forward(classifier)
-        return by_tta[classifier.tta]
-
-
-def build_forward(classifier):
-    """A compiled function: uint8 images (N, S, S, 3) -> (pooled features, logits)."""
-    import keras
-    import tensorflow as tf
-
-    from hematovision_core.predict import dihedral_views, mean_over_views
-
-    model = classifier.model
-    two_heads = keras.Model(model.input, [model.get_layer(POOL_LAYER).output,
-                                          model.get_layer(LOGITS_LAYER).output])
-    size = classifier.input_size
-
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
-    def forward(pixels):
-        # Same scaling as preprocessing.scale_pixels (x / 127.5 - 1), done inside the graph.
-        scaled = tf.cast(pixels, tf.float32) / 127.5 - 1.0
-        if classifier.tta == "none":
-            return two_heads(scaled, training=False)
-        # Same test-time augmentation as Classifier.logits, so both agree on every image.
-        features, logits = two_heads(dihedral_views(scaled), training=False)
-        return (mean_over_views(features, classifier.views),
-                mean_over_views(logits, classifier.views))
-
-    return forward
-
-
 def _decode(path: Path, size: int, crop: str) -> np.ndarray | None:
     """The model's view of one image (decoded, cropped as in training, resized), uint8."""
     try:
@@ -175,7 +132,6 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
     Returns:
         (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
     """
-    forward = compiled_forward(classifier)
     batch_size = max(1, batch_size // classifier.views)  # TTA: each image runs as several views
     size = classifier.input_size
     crop = classifier.crop
@@ -194,14 +150,14 @@ def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | No
                 pending = loader.submit(decode_batch, starts[number + 1])
             good = [i for i, image in enumerate(images) if image is not None]
             if good:
-                batch_features, batch_logits = forward(np.stack([images[i] for i in good]))
-                features.append(batch_features.numpy().astype(np.float16))
-                logits.append(batch_logits.numpy().astype(np.float32))
+                # Same scaling and TTA as every other prediction (`Classifier.forward`).
+                output = classifier.forward(scale_pixels(np.stack([images[i] for i in good])))
+                features.append(output.pooled.astype(np.float16))
+                logits.append(output.logits.astype(np.float32))
                 kept += [start + i for i in good]
             if progress is not None:
                 progress(min(start + batch_size, total), total)
-    width = int(classifier.model.get_layer(POOL_LAYER).output.shape[-1])
-    return (np.concatenate(features) if features else np.zeros((0, width), np.float16),
+    return (np.concatenate(features) if features else np.zeros((0, POOL_WIDTH), np.float16),
             np.concatenate(logits) if logits
             else np.zeros((0, len(classifier.classes)), np.float32),
             np.array(kept, dtype=np.int64))
@@ -226,8 +182,9 @@ def compute(cache_dir: Path, classifier, source: SplitSource,
 
     # Write into a temporary folder and rename it, so a half-written cache is never read.
     folder = cache_folder(cache_dir, classifier, source)
-    partial = folder.with_name(folder.name + f".partial-{time.time_ns()}")
-    partial.mkdir(parents=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name: another thread, process or replica may be writing the same split.
+    partial = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".partial-"))
     try:
         np.savez(partial / ARRAYS_FILE, logits=logits, coords=feature_map.coords)
         np.save(partial / FEATURES_FILE, features)

@@ -84,11 +84,11 @@ def heatmap_overlay(cache_dir: Path, classifier, image_path: Path, class_index: 
                      class_index, opacity, "Grad-CAM/last")
     target = Path(cache_dir) / "heatmaps" / digest[:2] / f"{digest}.jpg"
     if not target.is_file():
-        from hematovision_core.gradcam import compute_heatmap, overlay
+        from hematovision_core.heatmap import overlay
 
         view = model_view(image_path, crop)  # also decodes through load_image
         pixels = resize_for_model(view, classifier.input_size)  # uint8 (S, S, 3)
-        heatmap = compute_heatmap(classifier, scale_pixels(pixels), class_index)
-        blended = overlay(pixels, heatmap, opacity=opacity)
+        class_maps = classifier.forward(scale_pixels(pixels)[None]).class_maps[0]
+        blended = overlay(pixels, classifier.heatmap(class_maps, class_index), opacity=opacity)
         _save_atomically(Image.fromarray(np.asarray(blended, dtype=np.uint8)), target)
     return target

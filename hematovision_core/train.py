@@ -137,8 +137,9 @@ def train(args: argparse.Namespace) -> dict:
     from hematovision_core.calibration import apply_temperature, fit_temperature
     from hematovision_core.evaluate import record_probabilities
     from hematovision_core.config import Settings
-    from hematovision_core.model import FEATURE_CUT_LAYER, build_classifier, set_trainable_top, split_at
-    from hematovision_core.predict import LOGITS_LAYER, Classifier
+    from hematovision_core.model import (FEATURE_CUT_LAYER, LOGITS_LAYER, build_classifier,
+                                         set_trainable_top, split_at)
+    from hematovision_core.predict import Classifier
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -269,8 +270,8 @@ def train(args: argparse.Namespace) -> dict:
                   if k not in ("data", "out", "cache_dir", "manifest")} | {"feature_cut_layer": FEATURE_CUT_LAYER},
         model_sha256="",
     )
-    metadata = write_model_folder(model, out, metadata)
-    classifier = Classifier(model, metadata, out)
+    metadata = write_model_folder(model, out, metadata)  # model.keras and its ONNX export
+    classifier = Classifier.load(out)  # evaluated as it will be served
     # The temperature is fit on what users get: the full model, with test-time augmentation;
     # the same validation pass then gives the validation figures.
     val_kept, val_softmax, _ = record_probabilities(classifier, by_split["val"])

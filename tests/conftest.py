@@ -33,6 +33,15 @@ TINY_CLASSES = ["eosinophil", "lymphocyte", "neutrophil"]
 TINY_INPUT_SIZE = 96
 
 
+@pytest.fixture(scope="session", autouse=True)
+def heatmap_workers():
+    """Stop the heatmap worker processes a test may have started, once the session ends."""
+    yield
+    from hematovision_core import explain_pool
+
+    explain_pool.shutdown()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "pbc").is_dir():
@@ -62,6 +71,14 @@ def tiny_model_folder(tmp_path_factory) -> Path:
         "metrics": {},
     })
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_keras(tiny_model_folder):
+    """The tiny model folder's Keras model (for gradients and checks against the ONNX export)."""
+    from hematovision_core.keras_model import KerasClassifier
+
+    return KerasClassifier.load(tiny_model_folder)
 
 
 @pytest.fixture(scope="session")
@@ -118,8 +135,8 @@ def owning_model_folder(tiny_model_folder, small_data, tmp_path_factory) -> Path
 
 @pytest.fixture(scope="session")
 def owning_classifier(owning_model_folder, tiny_classifier):
-    """The tiny classifier's model with the copy's metadata (loading it again would be slow)."""
+    """The tiny classifier's served model with the copy's metadata."""
     from hematovision_core.predict import Classifier
 
     metadata = json.loads((owning_model_folder / "model.json").read_text())
-    return Classifier(tiny_classifier.model, metadata, owning_model_folder)
+    return Classifier(tiny_classifier.runtime, metadata, owning_model_folder)

@@ -19,9 +19,9 @@ SHIPPED_PBC = Path(os.environ.get("HEMATOVISION_MODELS", REPO_ROOT / "models")) 
 
 
 @pytest.fixture(scope="module")
-def pixels(tiny_classifier) -> np.ndarray:
+def pixels(tiny_keras) -> np.ndarray:
     """A smooth random image (size, size, 3) in [-1, 1]: a blob the model can respond to."""
-    size = tiny_classifier.input_size
+    size = tiny_keras.input_size
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size] / size
     blob = np.exp(-((yy - 0.4) ** 2 + (xx - 0.6) ** 2) / 0.02)[..., None]  # (size, size, 1)
@@ -73,13 +73,13 @@ def test_compiled_gradcam_matches_tf_keras_vis(small_classifier, layer):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_gives_a_map_of_input_size_in_unit_range(tiny_classifier, pixels, method,
+def test_every_method_gives_a_map_of_input_size_in_unit_range(tiny_keras, pixels, method,
                                                               monkeypatch):
     # Fewer masks and noisy copies than in the app: the same code path, a fraction of the time.
     monkeypatch.setattr(gradcam, "SCORECAM_CHANNELS", 4)
     monkeypatch.setattr(gradcam, "SMOOTHGRAD_SAMPLES", 2)
-    heatmap = compute_heatmap(tiny_classifier, pixels, 1, method, "middle")
-    size = tiny_classifier.input_size
+    heatmap = compute_heatmap(tiny_keras, pixels, 1, method, "middle")
+    size = tiny_keras.input_size
     assert isinstance(heatmap, Heatmap)
     assert heatmap.values.shape == (size, size) and heatmap.values.dtype == np.float32
     assert 0.0 <= heatmap.values.min() and heatmap.values.max() <= 1.0
@@ -91,9 +91,9 @@ def test_every_method_gives_a_map_of_input_size_in_unit_range(tiny_classifier, p
         assert heatmap.layer == EXPLAIN_LAYERS["middle"]
 
 
-def test_maps_span_the_unit_range_even_for_a_random_model(tiny_classifier, pixels):
+def test_maps_span_the_unit_range_even_for_a_random_model(tiny_keras, pixels):
     # The random tiny model's raw maps are ~1e-12: normalising must not flatten them to zero.
-    heatmap = compute_heatmap(tiny_classifier, pixels, 0, "Grad-CAM", "last")
+    heatmap = compute_heatmap(tiny_keras, pixels, 0, "Grad-CAM", "last")
     assert heatmap.values.min() == 0.0 and heatmap.values.max() == pytest.approx(1.0, abs=1e-6)
 
 
@@ -104,12 +104,12 @@ def test_normalize_is_scale_free_and_safe_on_flat_maps():
     assert not gradcam.normalize(np.full((3, 3), np.nan)).any()
 
 
-def test_compiled_function_is_built_once_per_classifier_and_layer(tiny_classifier, pixels):
-    compute_heatmap(tiny_classifier, pixels, 0, layer="last")
-    first = gradcam._gradcam_function(tiny_classifier, EXPLAIN_LAYERS["last"])
-    compute_heatmap(tiny_classifier, pixels, 2, layer="last")
-    assert gradcam._gradcam_function(tiny_classifier, EXPLAIN_LAYERS["last"]) is first
-    assert gradcam._gradcam_function(tiny_classifier, EXPLAIN_LAYERS["early"]) is not first
+def test_compiled_function_is_built_once_per_classifier_and_layer(tiny_keras, pixels):
+    compute_heatmap(tiny_keras, pixels, 0, layer="last")
+    first = gradcam._gradcam_function(tiny_keras, EXPLAIN_LAYERS["last"])
+    compute_heatmap(tiny_keras, pixels, 2, layer="last")
+    assert gradcam._gradcam_function(tiny_keras, EXPLAIN_LAYERS["last"]) is first
+    assert gradcam._gradcam_function(tiny_keras, EXPLAIN_LAYERS["early"]) is not first
 
 
 def test_different_layers_and_classes_give_different_maps(small_classifier):
@@ -121,22 +121,22 @@ def test_different_layers_and_classes_give_different_maps(small_classifier):
     assert not np.allclose(last, other_class)
 
 
-def test_bad_arguments_raise_value_error(tiny_classifier, pixels):
+def test_bad_arguments_raise_value_error(tiny_keras, pixels):
     with pytest.raises(ValueError, match="method"):
-        compute_heatmap(tiny_classifier, pixels, 0, method="LIME")
+        compute_heatmap(tiny_keras, pixels, 0, method="LIME")
     with pytest.raises(ValueError, match="layer"):
-        compute_heatmap(tiny_classifier, pixels, 0, layer="deepest")
+        compute_heatmap(tiny_keras, pixels, 0, layer="deepest")
     with pytest.raises(ValueError, match="class_index"):
-        compute_heatmap(tiny_classifier, pixels, 3)
+        compute_heatmap(tiny_keras, pixels, 3)
     with pytest.raises(ValueError, match="shape"):
-        compute_heatmap(tiny_classifier, pixels[:10], 0)
+        compute_heatmap(tiny_keras, pixels[:10], 0)
 
 
 def test_stretch_matches_scipy_zoom():
     from scipy.ndimage import zoom
 
     small = np.random.default_rng(1).random((7, 5)).astype(np.float32)
-    ours = gradcam._stretch_matrix(7, 224) @ small @ gradcam._stretch_matrix(5, 224).T
+    ours = gradcam.stretch_matrix(7, 224) @ small @ gradcam.stretch_matrix(5, 224).T
     np.testing.assert_allclose(ours, zoom(small, (224 / 7, 224 / 5), order=1), atol=1e-5)
 
 
@@ -191,9 +191,9 @@ def cell_mask(rgb: np.ndarray) -> np.ndarray:
 def shipped_classifier():
     if not (SHIPPED_PBC / "model.json").is_file():
         pytest.skip(f"shipped model {SHIPPED_PBC} is not trained yet")
-    from hematovision_core.predict import Classifier
+    from hematovision_core.keras_model import KerasClassifier
 
-    return Classifier.load(SHIPPED_PBC)
+    return KerasClassifier.load(SHIPPED_PBC)
 
 
 def test_shipped_model_gradcam_matches_tf_keras_vis_real_data(shipped_classifier, shared_data):
@@ -219,8 +219,8 @@ def test_shipped_model_gradcam_peaks_on_the_cell_more_often_than_not(shipped_cla
         for path in rng.choice(files, size=min(2, len(files)), replace=False) if files else []:
             rgb = resize_for_model(load_image(path), classifier.input_size)  # (size, size, 3)
             pixels = scale_pixels(rgb)
-            prediction = classifier.classify_arrays(pixels[None])[0]
-            heatmap = compute_heatmap(classifier, pixels, prediction.class_index)
+            predicted = int(classifier.logits(pixels[None])[0].argmax())
+            heatmap = compute_heatmap(classifier, pixels, predicted)
             peak = np.unravel_index(np.argmax(heatmap.values), heatmap.values.shape)
             hits += bool(cell_mask(rgb)[peak])
             total += 1

@@ -29,17 +29,18 @@ def model_runs(monkeypatch) -> list[int]:
     return calls
 
 
-def test_results_match_the_classifier_and_have_a_map(owning_classifier, small_data, tmp_path):
+def test_results_match_the_classifier_and_have_a_map(owning_classifier, tiny_keras, small_data,
+                                                     tmp_path):
     source = explorer.split_source(small_data, owning_classifier, "pbc", explorer.ALL)
     progress = []
     result = split_predictions.predictions_for(tmp_path, owning_classifier, source,
                                                progress=lambda done, total: progress.append(done))
     assert result.paths == source.paths and result.labels == source.labels
     assert progress[-1] == len(source.paths)
-    # Reference: the plain Keras model called eagerly on `preprocess`'s arrays.
+    # Reference: the original Keras model (TensorFlow) on `preprocess`'s arrays.
     batch = np.stack([preprocess(source.root / path, owning_classifier.input_size)
                       for path in source.paths])
-    logits = owning_classifier.logits_model(batch, training=False).numpy()
+    logits = tiny_keras.logits_model(batch, training=False).numpy()
     expected = apply_temperature(logits, owning_classifier.temperature)
     np.testing.assert_allclose(result.probabilities, expected, atol=1e-4)
     assert result.features().shape == (12, 1280)
@@ -61,16 +62,16 @@ def test_a_cache_from_another_model_is_never_reused(owning_classifier, small_dat
     source = explorer.split_source(small_data, owning_classifier, "pbc", "test")
     split_predictions.predictions_for(tmp_path, owning_classifier, source)
     # Same architecture and layers, but another model file (another checksum).
-    other = Classifier(owning_classifier.model,
+    other = Classifier(owning_classifier.runtime,
                        {**owning_classifier.metadata, "model_sha256": "0" * 64})
     assert split_predictions.load_cached(tmp_path, other, source) is None
     split_predictions.predictions_for(tmp_path, other, source)
     assert model_runs == [6, 6]
     # The same weights looking at another part of each image (a smear model's crop) differ too.
-    cropped = Classifier(owning_classifier.model,
+    cropped = Classifier(owning_classifier.runtime,
                          {**owning_classifier.metadata, "crop": "white-cell"})
     assert split_predictions.load_cached(tmp_path, cropped, source) is None
-    averaged = Classifier(owning_classifier.model, {**owning_classifier.metadata, "tta": "dihedral"})
+    averaged = Classifier(owning_classifier.runtime, {**owning_classifier.metadata, "tta": "dihedral"})
     assert split_predictions.load_cached(tmp_path, averaged, source) is None
 
 

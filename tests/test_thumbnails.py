@@ -60,13 +60,6 @@ def test_a_display_copy_shows_a_16_bit_tiff_as_8_bit_rgb(tmp_path, monkeypatch):
 
 def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data, tmp_path,
                                                   monkeypatch):
-    from hematovision_core import gradcam
-
-    # Grad-CAM itself is tested in test_gradcam.py; a stand-in keeps this test fast.
-    fake = lambda classifier, pixels, class_index: gradcam.Heatmap(  # noqa: E731
-        np.linspace(0, 1, pixels.shape[0] ** 2, dtype=np.float32).reshape(pixels.shape[:2]),
-        "Grad-CAM", class_index, "out_relu")
-    monkeypatch.setattr(gradcam, "compute_heatmap", fake)
     image = next((small_data / "pbc" / "eosinophil").iterdir())
     loads = counting_loads(monkeypatch, "model_view")
     first = thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0)
@@ -74,6 +67,6 @@ def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data,
     assert len(loads) == 1
     with Image.open(first) as overlay:
         assert overlay.size == (owning_classifier.input_size,) * 2
-    other = Classifier(owning_classifier.model,
+    other = Classifier(owning_classifier.runtime,
                        {**owning_classifier.metadata, "model_sha256": "1" * 64})
     assert thumbnails.heatmap_overlay(tmp_path, other, image, class_index=0) != first

@@ -46,14 +46,16 @@ def test_training_real_data_writes_a_loadable_model_folder(trained_folder):
     assert classifier.tta == "dihedral"
 
 
-def test_init_from_starts_every_matching_layer_real_data(trained_folder, tiny_classifier):
+def test_init_from_starts_every_matching_layer_real_data(trained_folder, tiny_keras):
     import numpy as np
 
-    trained = Classifier.load(trained_folder).model
+    from hematovision_core.keras_model import KerasClassifier
+
+    trained = KerasClassifier.load(trained_folder).model
     # Below the fine-tuned blocks nothing trains: those layers still hold the source's weights.
     for name in ("Conv1", "block_5_project", "block_10_project_BN"):
         for ours, theirs in zip(trained.get_layer(name).get_weights(),
-                                tiny_classifier.model.get_layer(name).get_weights()):
+                                tiny_keras.model.get_layer(name).get_weights()):
             np.testing.assert_array_equal(ours, theirs)
     assert trained.get_layer("head_logits").get_weights()[0].shape == (1280, 8)
 

@@ -18,7 +18,7 @@ def _dihedral_numpy(batch: np.ndarray) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def averaged(tiny_classifier):
-    return Classifier(tiny_classifier.model, {**tiny_classifier.metadata, "tta": "dihedral"})
+    return Classifier(tiny_classifier.runtime, {**tiny_classifier.metadata, "tta": "dihedral"})
 
 
 def _images(count=3, seed=0):
@@ -62,4 +62,4 @@ def test_explorer_forward_agrees_with_classifier(averaged, small_data):
 
 def test_unknown_tta_mode_is_refused(tiny_classifier):
     with pytest.raises(ModelFolderError, match="test-time augmentation"):
-        Classifier(tiny_classifier.model, {**tiny_classifier.metadata, "tta": "rotate-45"})
+        Classifier(tiny_classifier.runtime, {**tiny_classifier.metadata, "tta": "rotate-45"})

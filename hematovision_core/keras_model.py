@@ -1,0 +1,73 @@
+"""A model folder's Keras model, for the work that needs TensorFlow: gradient heatmaps (in the
+worker processes), training, and checking the served ONNX export against the original.
+
+The dashboard's own process never imports this module (see `runtime`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hematovision_core.model import LOGITS_LAYER
+from hematovision_core.model_io import MODEL_FILE, TTA_VIEWS, ModelFolderError, read_metadata
+
+
+def dihedral_views(batch: tf.Tensor) -> tf.Tensor:
+    """(N, H, W, C) -> (8 * N, H, W, C): the 8 flips and 90-degree rotations, view-major.
+
+    The same views, in the same order, as `predict.dihedral_views` (numpy, served).
+    """
+    views = []
+    for image in (batch, tf.transpose(batch, [0, 2, 1, 3])):
+        views += [image, tf.reverse(image, [1]), tf.reverse(image, [2]), tf.reverse(image, [1, 2])]
+    return tf.concat(views, axis=0)
+
+
+def mean_over_views(logits: tf.Tensor, views: int) -> tf.Tensor:
+    """(views * N, C) view-major logits -> (N, C) mean."""
+    return tf.reduce_mean(tf.reshape(logits, [views, -1, tf.shape(logits)[-1]]), axis=0)
+
+
+class KerasClassifier:
+    """`model.keras` with its metadata; the forward pass runs in a compiled `tf.function`."""
+
+    def __init__(self, model: keras.Model, metadata: dict, folder: Path | None = None):
+        self.model = model
+        self.metadata = metadata
+        self.folder = folder
+        self.classes: list[str] = list(metadata["classes"])
+        self.input_size = int(metadata["input_size"])
+        self.tta = metadata.get("tta", "none")
+        if self.tta not in TTA_VIEWS:
+            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
+                                   f"expected one of {tuple(TTA_VIEWS)}.")
+        self.views = TTA_VIEWS[self.tta]
+        self.logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
+        size = self.input_size
+        self._forward = tf.function(
+            self._tta_logits, input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+
+    def _tta_logits(self, batch: tf.Tensor) -> tf.Tensor:
+        if self.tta == "none":
+            return self.logits_model(batch, training=False)
+        return mean_over_views(self.logits_model(dihedral_views(batch), training=False),
+                               self.views)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "KerasClassifier":
+        """Load a checked model folder's Keras model."""
+        folder = Path(folder)
+        metadata = read_metadata(folder)
+        model = keras.models.load_model(folder / MODEL_FILE, compile=False)
+        return cls(model, metadata, folder)
+
+    def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """(N, size, size, 3) preprocessed images -> (N, num_classes) logits, TTA included."""
+        batch_size = max(1, batch_size // self.views)
+        out = [self._forward(tf.constant(batch[i:i + batch_size])).numpy()
+               for i in range(0, len(batch), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)

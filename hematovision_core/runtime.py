@@ -1,0 +1,107 @@
+"""The served forward pass: a model folder's `model.onnx` on ONNX Runtime, and one server-wide
+limit on concurrent model work.
+
+This module never imports TensorFlow or Keras, so neither does the dashboard's process (Streamlit
+calls `keras.backend.clear_session()` after every script run once keras is imported: 0.2 s a
+run, and it resets Keras' global state under other sessions' threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from hematovision_core.model_io import RUNTIME_FILE, ModelFolderError
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask, as a container or `taskset` sets it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# Each forward pass uses up to THREADS_PER_PASS cores; more passes at once than the cores can run
+# only slow every one of them down, and a burst of uploads would starve the quiz. So all model
+# work in the process (classification, heatmaps, the explorer's passes) takes a slot first.
+THREADS_PER_PASS = min(2, cpu_count())
+MODEL_WORK_SLOTS = max(1, cpu_count() // THREADS_PER_PASS)
+_model_work = threading.BoundedSemaphore(MODEL_WORK_SLOTS)
+_waiting = 0  # threads queued for a slot, for "n ahead of you" notices
+_waiting_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def model_work_slot() -> Iterator[None]:
+    """Hold one of the server's MODEL_WORK_SLOTS for the duration (waits for a free one)."""
+    global _waiting
+    with _waiting_lock:
+        _waiting += 1
+    try:
+        _model_work.acquire()
+    finally:
+        with _waiting_lock:
+            _waiting -= 1
+    try:
+        yield
+    finally:
+        _model_work.release()
+
+
+def queued_model_work() -> int:
+    """How many passes are waiting for a slot right now."""
+    return _waiting
+
+
+@dataclass(frozen=True, eq=False)
+class ForwardPass:
+    logits: np.ndarray  # (N, num_classes) float32, uncalibrated
+    pooled: np.ndarray  # (N, 1280) float32: global average pool of the last block
+    class_maps: np.ndarray  # (N, h, w, num_classes) float32: class evidence per position (CAM)
+
+
+class OnnxModel:
+    """An ONNX Runtime session over `model.onnx`; `run` is safe to call from several threads."""
+
+    OUTPUTS = ("head_logits", "head_pool", "class_maps")  # layer names, see model.forward_model
+
+    def __init__(self, path: str | Path):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = THREADS_PER_PASS
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: the server log is for people
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ModelFolderError(f"{path} cannot be loaded by ONNX Runtime: {error}") from error
+        self.input_name = self.session.get_inputs()[0].name
+        names = [output.name for output in self.session.get_outputs()]
+        missing = [name for name in self.OUTPUTS if name not in names]
+        if missing:
+            raise ModelFolderError(f"{path} lacks the outputs {', '.join(missing)}; export it "
+                                   "again with `python -m hematovision_core.export`.")
+        shape = self.session.get_inputs()[0].shape  # [N, size, size, 3], N symbolic
+        self.input_size = int(shape[1])
+        self.num_classes = int(self.session.get_outputs()[names.index("head_logits")].shape[-1])
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "OnnxModel":
+        return cls(Path(folder) / RUNTIME_FILE)
+
+    def run(self, batch: np.ndarray) -> ForwardPass:
+        """(N, size, size, 3) float32 in [-1, 1] -> the three outputs, under a model-work slot."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        with model_work_slot():
+            logits, pooled, class_maps = self.session.run(list(self.OUTPUTS),
+                                                          {self.input_name: batch})
+        return ForwardPass(logits, pooled, class_maps)
