@@ -1,23 +1,27 @@
-"""Streamlit glue shared by every page: settings, cached models, the sidebar, common notices.
+"""Streamlit glue shared by every page: settings, the shared models, the sidebar, common notices.
 
 The only place (with the pages) that imports streamlit; `hematovision_core` stays cache-agnostic.
+Models and other per-file work are kept in `app_cache`, out of reach of a browser's cache clear.
 """
 
 from __future__ import annotations
 
-import gc
 import re
-import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import streamlit as st
 
-from hematovision_core import DISCLAIMER
+import app_cache
+from hematovision_core import DISCLAIMER, explain_pool
 from hematovision_core.config import Settings
-from hematovision_core.model_io import list_model_folders, read_metadata
+from hematovision_core.heatmap import Heatmap, layer_name, needs_gradients
+from hematovision_core.model_io import METADATA_FILE, MODEL_FILE, RUNTIME_FILE, read_metadata
 
 DEFAULT_MODEL = "pbc-8class"
 LOGO = Path(__file__).resolve().parent / "assets" / "logo.svg"
+MODEL_FILES = (METADATA_FILE, RUNTIME_FILE, MODEL_FILE)
 
 
 def get_settings() -> Settings:
@@ -25,24 +29,28 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
-@st.cache_resource(show_spinner="Loading the model (once per server)...")
 def load_classifier(folder: str):
-    """Load and warm up a model once per process; every session and page shares it."""
+    """The model of a folder, loaded and warmed once per process and version of its files;
+    every session and page shares it."""
     from hematovision_core.predict import Classifier
 
-    from hematovision_core import gradcam
+    def load():
+        classifier = Classifier.load(folder)
+        classifier.warm_up()
+        return classifier
 
-    classifier = Classifier.load(folder)
-    classifier.warm_up()
-    # Streamlit runs full garbage collections after every script run; with a model's ~500k
-    # long-lived TensorFlow objects each costs 0.3-4 s. Freeze them out of the collector's sight.
-    gc.freeze()
-    # Trace the default Grad-CAM (~2 s) in the background: the page renders meanwhile, and the
-    # first explanation, usually a few seconds later, takes milliseconds.
-    # Not a daemon: exiting while TensorFlow traces in a daemon thread aborts the process.
-    threading.Thread(target=gradcam.warm_up, args=(classifier,), daemon=False,
-                     name="gradcam-warm-up").start()
-    return classifier
+    return app_cache.once("classifier", app_cache.stamp(Path(folder) / name for name in MODEL_FILES),
+                          load)
+
+
+def warm_up_server(settings: Settings) -> list[str]:
+    """Load every model and start the heatmap workers, before the first visitor; returns the
+    names of the models loaded."""
+    folders = [str(Path(settings.models_dir) / name) for name in model_choices(settings.models_dir)]
+    for folder in folders:
+        load_classifier(folder)
+    explain_pool.start(folders)
+    return [Path(folder).name for folder in folders]
 
 
 def model_key(classifier) -> str:
@@ -59,16 +67,106 @@ def classify_files(key: str, file_keys: tuple[tuple[str, str], ...], _classifier
     return classify(_classifier, _files, true_labels)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def heatmap_for(key: str, digest: str, class_index: int, method: str, layer: str,
-                _classifier, _pixels):
-    """A heatmap cached per model, image (sha1 of its bytes), class, method and layer.
+def explain(classifier, result, class_index: int, method: str, layer: str) -> Heatmap:
+    """A heatmap for one classified image (`batch.ImageResult`). The last-block Grad-CAM comes
+    from the classification's own forward pass; the others queue for a worker process, and the
+    user sees where they are in the queue."""
+    if not needs_gradients(method, layer):
+        return classifier.heatmap(result.class_maps, class_index)
+    request = (model_key(classifier), result.digest, class_index, method, layer_name(layer))
+    for attempt in range(2):
+        # Concurrent sessions asking for the same map share one queued job.
+        future = app_cache.once("gradient-heatmap", request, lambda: explain_pool.submit(
+            classifier.folder, result.pixels, class_index, method, layer))
+        try:
+            return wait_for(future, method)
+        except explain_pool.BrokenProcessPool:  # its worker died: the pool restarts, ask again
+            app_cache.forget("gradient-heatmap", request)
+            if attempt:
+                raise
 
-    The overlay is not cached: it is cheap, so a new opacity or colour map redraws it from this.
-    """
-    from hematovision_core import gradcam
 
-    return gradcam.compute_heatmap(_classifier, _pixels, class_index, method, layer)
+def wait_for(future: Future, what: str) -> Heatmap:
+    """Wait for a queued heatmap, saying how many requests are ahead meanwhile."""
+    notice = st.empty()
+    started = time.monotonic()
+    while not future.done():
+        ahead = max(0, explain_pool.pending() - 1)
+        queue = f"; {ahead} other request(s) in the queue" if ahead else ""
+        notice.info(f"Computing {what} in a worker process ({time.monotonic() - started:.0f} s"
+                    f"{queue})...", icon=":material/hourglass_top:")
+        time.sleep(0.25)
+    notice.empty()
+    return future.result()
+
+
+# --- data folders, splits and question pools: once per version of their files ------------------
+
+
+def model_files_stamp(classifier) -> tuple:
+    """What identifies a loaded model's version and its split manifest."""
+    folder = Path(classifier.folder) if classifier.folder else None
+    if folder is None:
+        return (classifier.metadata.get("model_sha256"),)
+    manifest = (classifier.metadata.get("data") or {}).get("split_manifest") or "split.csv"
+    return app_cache.stamp([folder / METADATA_FILE, folder / MODEL_FILE, folder / manifest])
+
+
+def list_datasets(data_dir: Path) -> list[str]:
+    """`explorer.list_datasets`, rescanned only when a folder in the data folder changes."""
+    from hematovision_core import explorer
+
+    return app_cache.once("datasets", app_cache.folder_stamp(data_dir, depth=3),
+                          lambda: explorer.list_datasets(data_dir))
+
+
+def split_source(data_dir: Path, classifier, dataset: str, split: str):
+    """`explorer.split_source`, once per model manifest and version of the dataset folder."""
+    from hematovision_core import explorer
+
+    key = (str(data_dir), dataset, split, model_files_stamp(classifier),
+           app_cache.folder_stamp(Path(data_dir) / dataset))
+    return app_cache.once("split_source", key, lambda: explorer.split_source(
+        data_dir, classifier, dataset, split))
+
+
+def cached_predictions(cache_dir: Path, classifier, source):
+    """The explorer's cached predictions for a split (None until computed), read from disk once
+    per version of the cache folder."""
+    from hematovision_core import split_predictions
+
+    folder = split_predictions.cache_folder(cache_dir, classifier, source)
+    key = (str(folder), model_files_stamp(classifier),
+           app_cache.stamp([folder / split_predictions.META_FILE]))
+    if not (folder / split_predictions.META_FILE).is_file():
+        return None  # not cached: nothing to remember, the next run looks again
+    return app_cache.once("split_predictions", key, lambda: split_predictions.load_cached(
+        cache_dir, classifier, source))
+
+
+def quiz_sources(classifier, data_dir: Path) -> list[str]:
+    """Dataset folders a quiz of this model may draw from, besides its own split."""
+    from hematovision_core.quiz_pool import unseen_datasets
+
+    datasets = list_datasets(data_dir)
+    key = (model_files_stamp(classifier), tuple(datasets), str(data_dir))
+    return app_cache.once("quiz_sources", key, lambda: unseen_datasets(
+        classifier.folder, classifier.metadata, datasets, data_dir))
+
+
+def quiz_pool(classifier, data_dir: Path, source: str) -> list:
+    """The quiz candidates of a source ("" for the model's own split, else a dataset folder),
+    built once per model manifest and version of the image folders."""
+    from hematovision_core.model_io import dataset_name
+    from hematovision_core.quiz_pool import DEFAULT_DATASET, folder_pool, manifest_pool
+
+    root = Path(data_dir) / (source or dataset_name(classifier.metadata) or DEFAULT_DATASET)
+    key = (model_files_stamp(classifier), str(data_dir), source, app_cache.folder_stamp(root))
+    if source:
+        return app_cache.once("quiz_pool", key, lambda: folder_pool(root, data_dir,
+                                                                    classifier.classes))
+    return app_cache.once("quiz_pool", key, lambda: manifest_pool(
+        classifier.folder, classifier.metadata, data_dir))
 
 
 @st.cache_data(show_spinner=False)
@@ -99,10 +197,15 @@ def plain(text: str) -> str:
     return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
 
 
-@st.cache_data(show_spinner=False)
-def model_choices(models_dir: str) -> dict[str, dict]:
-    """name -> metadata of every valid model folder (checksums checked once per process)."""
-    return {folder.name: read_metadata(folder) for folder in list_model_folders(models_dir)}
+def model_choices(models_dir: str | Path) -> dict[str, dict]:
+    """name -> metadata of every valid model folder, read once per version of their files."""
+    from hematovision_core.model_io import list_model_folders
+
+    root = Path(models_dir)
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    files = [root] + [folder / name for folder in folders for name in MODEL_FILES]
+    return app_cache.once("model_choices", app_cache.stamp(files), lambda: {
+        folder.name: read_metadata(folder) for folder in list_model_folders(root)})
 
 
 def disclaimer() -> None:
@@ -117,7 +220,7 @@ def model_sidebar(settings: Settings | None = None):
     Stops the page with a clear message when no valid model folder exists.
     """
     settings = settings or get_settings()
-    choices = model_choices(str(settings.models_dir))
+    choices = model_choices(settings.models_dir)
     if not choices:
         st.error(f"No trained model found in `{settings.models_dir}`. Train one with "
                  "`python -m hematovision_core.train --data DIR --out models/NAME`.")

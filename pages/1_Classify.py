@@ -8,12 +8,12 @@ from pathlib import Path
 import streamlit as st
 
 from app_support import (classify_files, data_missing_message, disclaimer, example_pool,
-                         get_settings, heatmap_for, model_key, model_sidebar, plain)
+                         explain, get_settings, model_key, model_sidebar, plain)
 from hematovision_core import charts
 from hematovision_core.batch import (dataset_folder, differential, draw_example, file_digest,
                                      results_csv, results_rows)
 from hematovision_core.data import IMAGE_EXTENSIONS
-from hematovision_core.gradcam import COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, overlay
+from hematovision_core.heatmap import COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, overlay
 from hematovision_core.morphology import card_for
 from hematovision_core.report import html_report
 
@@ -138,9 +138,11 @@ def explanation_ui(result, controls: dict):
         if not st.button("Compute Score-CAM", key="run_scorecam", icon=":material/play_arrow:"):
             return None
         asked.add(request)
-    with st.spinner(f"Computing {method}..."):
-        heatmap = heatmap_for(key, result.digest, class_index, method, controls["depth"],
-                              classifier, result.pixels)
+    try:
+        heatmap = explain(classifier, result, class_index, method, controls["depth"])
+    except (ValueError, RuntimeError) as error:  # e.g. a worker that could not be started
+        st.error(f"The {method} map could not be computed: {error}", icon=":material/error:")
+        return None
     blended = overlay(result.image_rgb, heatmap, controls["opacity"], controls["colormap"])
     images = st.columns(3)
     images[0].image(result.image_rgb, caption="Original", width="stretch")

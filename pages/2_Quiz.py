@@ -8,14 +8,13 @@ import uuid
 import streamlit as st
 
 from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar,
-                         show_image)
-from hematovision_core import charts, explorer, quiz, storage
+                         quiz_pool, quiz_sources, show_image)
+from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast
 from hematovision_core.preprocessing import ImageError
-from hematovision_core.quiz_pool import (Candidate, folder_pool, manifest_pool, model_view,
-                                         predict_candidates, predict_sample, predicted_pool,
-                                         unseen_datasets)
+from hematovision_core.quiz_pool import (Candidate, model_view, predict_candidates,
+                                         predict_sample, predicted_pool)
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/quiz:", layout="wide")
 st.title(":material/quiz: Morphology quiz")
@@ -43,14 +42,13 @@ def source_label(source: str) -> str:
 
 def load_pool(source: str = OWN_SPLIT) -> list[Candidate]:
     """The images this model never trained on, or stop the page saying why there are none."""
+    pool = quiz_pool(classifier, settings.data_dir, source)
     if source != OWN_SPLIT:
-        pool = folder_pool(settings.data_dir / source, settings.data_dir, classifier.classes)
         if not pool:
             st.warning(f"`{source}` holds no readable images of this model's classes any more; "
                        "choose other images.")
             st.stop()
         return pool
-    pool = manifest_pool(classifier.folder, classifier.metadata, settings.data_dir)
     if pool:
         return pool
     if manifest_path(classifier.folder, classifier.metadata) is None:
@@ -67,9 +65,7 @@ def setup_ui() -> dict:
     st.markdown("Name the white cell in each image. Your answers are kept under your nickname "
                 "for your instructor; other students never see them.")
     left, right = st.columns(2)
-    sources = [OWN_SPLIT] + unseen_datasets(classifier.folder, classifier.metadata,
-                                            explorer.list_datasets(settings.data_dir),
-                                            settings.data_dir)
+    sources = [OWN_SPLIT] + quiz_sources(classifier, settings.data_dir)
     if st.session_state.get("quiz_source") not in sources:
         st.session_state.pop("quiz_source", None)  # e.g. another model: back to its own images
     values = {

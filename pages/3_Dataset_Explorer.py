@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar,
-                         show_image)
+from app_support import (cached_predictions, data_missing_message, disclaimer, get_settings,
+                         list_datasets, model_sidebar, show_image, split_source)
 from hematovision_core import charts, explorer
 from hematovision_core.explorer import ALL, OUTCOMES, PAGE_SIZE, Filters
 from hematovision_core.morphology import card_for
 from hematovision_core.preprocessing import ImageError
-from hematovision_core.split_predictions import compute, load_cached
+from hematovision_core.split_predictions import compute
 from hematovision_core.thumbnails import heatmap_overlay, thumbnail
 
 AUTO_COMPUTE_LIMIT = 1000  # splits up to this size are run through the model without asking
@@ -59,7 +59,7 @@ def data_ui(settings, classifier, datasets: list[str]) -> tuple[str, str]:
 
 def predictions_ui(settings, classifier, source):
     """Cached predictions for the split, computing them (with a progress bar) when needed."""
-    predictions = load_cached(settings.cache_dir, classifier, source)
+    predictions = cached_predictions(settings.cache_dir, classifier, source)
     if predictions is not None:
         return predictions
     count = len(source.paths)
@@ -312,13 +312,13 @@ classifier = model_sidebar(settings)
 st.title("Dataset explorer")
 disclaimer()
 
-datasets = explorer.list_datasets(settings.data_dir)
+datasets = list_datasets(settings.data_dir)
 if not datasets:
     data_missing_message(settings, "pbc")
     st.stop()
 dataset, split = data_ui(settings, classifier, datasets)
 try:
-    source = explorer.split_source(settings.data_dir, classifier, dataset, split)
+    source = split_source(settings.data_dir, classifier, dataset, split)
 except (FileNotFoundError, ValueError, OSError) as error:
     st.error(f"Cannot read this dataset: {error}")
     st.stop()

@@ -16,12 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision_core import gradcam
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(REPO_ROOT / "pages" / "1_Classify.py")
 SHIPPED_MODELS = ("pbc-8class", "blood-cells-4class")
-TIMEOUT = 120  # seconds: the first run imports TensorFlow and loads the model
+TIMEOUT = 120  # seconds: a gradient heatmap waits for a worker process to import TensorFlow
 
 MEDIA: dict[str, bytes] = {}  # file id -> bytes of every image and download the page produced
 
@@ -136,8 +134,7 @@ def test_switching_class_layer_and_method_changes_the_heatmap(tiny_env):
     assert "evidence for Neutrophil" in " ".join(heatmap_images(at))
 
 
-def test_score_cam_waits_for_a_click(tiny_env, monkeypatch):
-    monkeypatch.setattr(gradcam, "SCORECAM_CHANNELS", 4)
+def test_score_cam_waits_for_a_click(tiny_env):
     at = new_app().run()
     at.file_uploader(key="uploads").set_value([real_image(tiny_env, "eosinophil", 5)])
     at.run()
@@ -149,22 +146,32 @@ def test_score_cam_waits_for_a_click(tiny_env, monkeypatch):
 
 
 def test_opacity_change_redraws_the_overlay_without_recomputing(tiny_env, monkeypatch):
-    calls = []
-    original = gradcam.compute_heatmap
-    monkeypatch.setattr(gradcam, "compute_heatmap",
-                        lambda *args, **kwargs: calls.append(args[2:]) or original(*args, **kwargs))
+    from hematovision_core import explain_pool
+    from hematovision_core.predict import Classifier
+
+    passes, queued = [], []
+    forward, submit = Classifier.forward, explain_pool.submit
+    monkeypatch.setattr(Classifier, "forward",
+                        lambda self, *args, **kwargs: passes.append(1) or forward(self, *args,
+                                                                                 **kwargs))
+    monkeypatch.setattr(explain_pool, "submit",
+                        lambda *args, **kwargs: queued.append(args[2:]) or submit(*args, **kwargs))
     at = new_app().run()
     at.file_uploader(key="uploads").set_value([real_image(tiny_env, "lymphocyte", 7)])
     at.run()
-    computed, blended = len(calls), the_overlay(at)
-    assert computed == 1
+    # The last-block map comes from the classification's own forward pass: one pass, no worker.
+    assert (len(passes), len(queued)) == (1, 0)
+    blended = the_overlay(at)
     at.slider(key="opacity").set_value(0.9).run()
     at.selectbox(key="colormap").set_value("viridis").run()
     no_exception(at)
-    assert len(calls) == computed, "an opacity or colour-map change recomputed the heatmap"
+    assert (len(passes), len(queued)) == (1, 0), "an opacity or colour-map change recomputed"
     assert the_overlay(at) != blended
-    at.radio(key="depth").set_value("early").run()
-    assert len(calls) == computed + 1  # the counter does see real computations
+    at.radio(key="depth").set_value("early").run()  # needs gradients: one request to a worker
+    assert len(queued) == 1
+    at.slider(key="opacity").set_value(0.3).run()
+    no_exception(at)
+    assert len(queued) == 1, "an opacity change sent the early-block map to a worker again"
 
 
 def _png_claiming(width: int, height: int) -> bytes:

@@ -1,0 +1,37 @@
+"""Start the dashboard for real use: models loaded and warmed, heatmap workers running, then
+Streamlit serving `Home.py` with the production settings of `.streamlit/config.toml`.
+
+    HEMATOVISION_DATA=../shared/data python serve.py [streamlit options, e.g. --server.port 8502]
+
+`streamlit run Home.py` works too, but then the first visitor waits while the models load.
+The warm-up runs in this process before the server listens, so the cache it fills
+(`app_cache`) is the one every session uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from streamlit.web import cli
+
+    import app_support
+
+    started = time.perf_counter()
+    models = app_support.warm_up_server(app_support.get_settings())
+    logging.info("Warm: %s loaded in %.1f s; heatmap workers starting.",
+                 ", ".join(models) or "no model", time.perf_counter() - started)
+    sys.argv = ["streamlit", "run", str(ROOT / "Home.py"), *argv]
+    return cli.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

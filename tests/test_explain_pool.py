@@ -1,0 +1,53 @@
+"""Gradient heatmaps in worker processes: the same maps as in-process, errors come back, and a
+worker that dies is replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from hematovision_core import explain_pool, gradcam
+
+from conftest import TINY_INPUT_SIZE
+
+
+@pytest.fixture(scope="module")
+def pixels() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    return rng.uniform(-1, 1, (TINY_INPUT_SIZE, TINY_INPUT_SIZE, 3)).astype(np.float32)
+
+
+def test_a_worker_gives_the_in_process_map(tiny_model_folder, tiny_keras, pixels):
+    explain_pool.start([tiny_model_folder])
+    future = explain_pool.submit(tiny_model_folder, pixels, 2, "Grad-CAM", "middle")
+    assert explain_pool.pending() >= 1 or future.done()
+    heatmap = future.result(timeout=120)
+    expected = gradcam.compute_heatmap(tiny_keras, pixels, 2, "Grad-CAM", "middle")
+    assert heatmap.layer == expected.layer == "block_10_expand_relu"
+    np.testing.assert_allclose(heatmap.values, expected.values, atol=1e-5)
+    assert explain_pool.pending() == 0
+
+
+def test_a_bad_request_raises_in_the_caller(tiny_model_folder, pixels):
+    future = explain_pool.submit(tiny_model_folder, pixels, 0, "Grad-CAM", "deepest")
+    with pytest.raises(ValueError, match="no layer"):
+        future.result(timeout=120)
+
+
+def test_a_killed_worker_is_replaced(tiny_model_folder, pixels):
+    first = explain_pool.submit(tiny_model_folder, pixels, 1, "Grad-CAM", "early")
+    first.result(timeout=120)
+    for pid in list(explain_pool._executor._processes):  # the workers this test suite started
+        os.kill(pid, signal.SIGKILL)
+    # The pool notices the dead worker on its next request, or on this one: both end well.
+    for _ in range(2):
+        try:
+            heatmap = explain_pool.submit(tiny_model_folder, pixels, 1, "Grad-CAM",
+                                          "early").result(timeout=120)
+            break
+        except explain_pool.BrokenProcessPool:
+            continue
+    assert heatmap.values.shape == (TINY_INPUT_SIZE, TINY_INPUT_SIZE)
