@@ -6,9 +6,7 @@ shows what comes back; nothing here touches the disk, so uploads are never writt
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from hematovision_core.csv_safety import to_csv
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
 from hematovision_core.model_io import dataset_name
@@ -123,14 +122,9 @@ def results_rows(results: Sequence[ImageResult], display_names: Sequence[str]) -
 
 
 def results_csv(results: Sequence[ImageResult], display_names: Sequence[str]) -> bytes:
-    """The results table as UTF-8 CSV bytes, one row per good file plus a header."""
-    rows = results_rows(results, display_names)
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+    """The results table as UTF-8 CSV bytes (formula-safe), one row per good file plus a header."""
+    # File names are the user's: csv_safety keeps a name like "=HYPERLINK(...).png" inert.
+    return to_csv(results_rows(results, display_names))
 
 
 def differential(results: Sequence[ImageResult], display_names: Sequence[str]) -> dict[str, float]:

@@ -119,5 +119,5 @@ st.subheader("Students")
 st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
              column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                             "model_accuracy": st.column_config.NumberColumn(format="percent")})
-st.download_button("Download all answers (CSV)", quiz.answers_frame(answers).to_csv(index=False),
+st.download_button("Download all answers (CSV)", quiz.answers_csv(answers),
                    file_name=f"quiz-{code}.csv", mime="text/csv", key="export_csv")
