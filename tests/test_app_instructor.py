@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from hematovision_core import quiz, storage
+from hematovision_core import login_guard, quiz, storage
 from hematovision_core.quiz import QuizSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,8 @@ def instructor_env(tmp_path, monkeypatch):
                         "HEMATOVISION_DB": db, "HEMATOVISION_MODELS": tmp_path / "models"}.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.syspath_prepend(str(REPO_ROOT))
+    # A fresh server-wide guard per test: one test's wrong passwords never slow another.
+    monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", login_guard.LoginGuard())
     return db
 
 
@@ -86,3 +88,28 @@ def test_instructor_view_refuses_a_wrong_password_and_shows_the_class(instructor
 
     at.selectbox(key="instructor_code").select("OTHER-2").run()
     assert {m.label: m.value for m in at.metric}["Students"] == "1"
+
+
+def test_repeated_wrong_passwords_slow_down_then_lock_the_page(instructor_env, monkeypatch):
+    monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
+    now = [0.0]
+    guard = login_guard.LoginGuard(clock=lambda: now[0])
+    monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", guard)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    for number in range(4):
+        at.text_input(key="instructor_password").input(f"guess-{number}").run()
+    assert not at.exception, at.exception
+    assert "Wrong password. Wait 1 s before the next try" in at.error[0].value  # the 4th wrong one: a delay
+    at.text_input(key="instructor_password").input(PASSWORD).run()  # too soon, even if right
+    assert "Too many wrong passwords: wait 1 s" in at.error[0].value and not at.metric
+    for number in range(4, 10):
+        now[0] += 100  # past every delay
+        at.text_input(key="instructor_password").input(f"guess-{number}").run()
+    assert at.error[0].value == "Too many wrong passwords: sign-in is locked for 5 min."
+    now[0] += 60
+    at.text_input(key="instructor_password").input(PASSWORD).run()
+    assert "locked for 4 min" in at.error[0].value
+    assert not at.metric and not at.selectbox  # nothing about students leaks
+    now[0] += 240
+    at.button(key="retry_password").click().run()
+    assert not at.error and at.selectbox(key="instructor_code")
