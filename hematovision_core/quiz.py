@@ -443,5 +443,5 @@ def answers_frame(answers: Sequence[Answer]) -> pd.DataFrame:
 
 
 def answers_csv(answers: Sequence[Answer]) -> bytes:
-    """`answers_frame` as the instructor's CSV: UTF-8, formula-safe (nicknames are typed by students)."""
+    """`answers_frame` as the instructor's CSV: UTF-8 and formula-safe (students type nicknames)."""
     return frame_to_csv(answers_frame(answers))

@@ -96,7 +96,7 @@ def prediction_ui(result) -> None:
     left, right = st.columns([1, 1.3])
     with left:
         cropped = classifier.crop != "none"
-        st.image(result.image_rgb, width="stretch", caption=result.name
+        st.image(result.image_rgb, width="stretch", caption=plain(result.name)
                  + (" (cropped around the white cell, as the model sees it)" if cropped else ""))
     with right:
         st.metric("Predicted cell type", prediction.display_name,
