@@ -71,6 +71,25 @@ def _display_copy(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def refuse_other_types(files: Sequence[tuple[str, bytes]],
+                       extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                       ) -> tuple[list[tuple[str, bytes]], list[ImageFailure]]:
+    """Split uploads into (files named with an image extension, one failure per other file).
+
+    The uploader offers only these types, but a crafted request can send any name; Streamlit's
+    own check would reject the whole upload, so the page turns it off and checks here, per file.
+    """
+    allowed = tuple(extension.lower() for extension in extensions)
+    kept, refused = [], []
+    for name, data in files:
+        if name.lower().endswith(allowed) and "\0" not in name:
+            kept.append((name, data))
+        else:
+            refused.append(ImageFailure(name, "This file type is not accepted; upload "
+                                              + ", ".join(allowed) + " images."))
+    return kept, refused
+
+
 def classify_files(classifier, files: Sequence[tuple[str, bytes]],
                    true_labels: Sequence[str | None] | None = None,
                    ) -> tuple[list[ImageResult], list[ImageFailure]]:

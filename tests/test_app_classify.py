@@ -323,3 +323,16 @@ def test_a_file_name_with_markdown_is_shown_as_typed(tiny_env):
     shown = next(caption for caption in captions if "bold" in caption)
     assert html.unescape(shown) == name
     assert not {"*", "<", "[", "$", ":"} & set(shown)
+
+
+def test_a_disallowed_file_type_gets_one_message_and_the_batch_goes_on(tiny_env):
+    # The browser only offers the listed types; a crafted request can still send another.
+    good = [real_image(tiny_env, "eosinophil", 3), real_image(tiny_env, "neutrophil", 3)]
+    at = new_app().run()
+    at.file_uploader(key="uploads").set_value(
+        [good[0], ("payload.exe", b"MZ not an image", "application/octet-stream"), good[1]])
+    at.run()
+    no_exception(at)
+    errors = [html.unescape(e.value) for e in at.error]
+    assert len(errors) == 1 and "payload.exe" in errors[0] and "not accepted" in errors[0]
+    assert at.selectbox(key="selected_file").options == [name for name, _, _ in good]
