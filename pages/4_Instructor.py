@@ -124,5 +124,8 @@ st.subheader("Students")
 st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
              column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                             "model_accuracy": st.column_config.NumberColumn(format="percent")})
-st.download_button("Download all answers (CSV)", quiz.answers_csv(answers),
+# A callable: the CSV is made on the click and only then gets a media URL; handing bytes here
+# would store it under a URL anyone could fetch, no password asked, until well after this
+# session ends. The callable itself is dropped with the session.
+st.download_button("Download all answers (CSV)", lambda: quiz.answers_csv(answers),
                    file_name=f"quiz-{code}.csv", mime="text/csv", key="export_csv")
