@@ -6,7 +6,6 @@ Models and other per-file work are kept in `app_cache`, out of reach of a browse
 
 from __future__ import annotations
 
-import re
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -177,9 +176,6 @@ def example_pool(model_folder: str, data_dir: str, metadata: dict) -> list[tuple
     return [(str(r.path), r.label) for r in example_records(model_folder, data_dir, metadata)]
 
 
-_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
 def show_image(container, path: Path, **image_options) -> None:
     """Show an image file in `container` (st or a column) from a cached JPEG copy, so 16-bit and
     TIFF images show too; an unreadable file gets a note instead of a traceback."""
@@ -193,8 +189,10 @@ def show_image(container, path: Path, **image_options) -> None:
 
 
 def plain(text: str) -> str:
-    """Escape Markdown so a user-supplied name (a file name) shows as typed."""
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    """User text (a nickname, a file name) as Markdown that shows it as typed; see plain_text."""
+    from hematovision_core.plain_text import markdown_literal
+
+    return markdown_literal(text)
 
 
 def model_choices(models_dir: str | Path) -> dict[str, dict]:

@@ -6,9 +6,7 @@ shows what comes back; nothing here touches the disk, so uploads are never writt
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from hematovision_core.calibration import apply_temperature
+from hematovision_core.csv_safety import to_csv
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
 from hematovision_core.model_io import dataset_name
@@ -76,6 +75,25 @@ def _display_copy(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def refuse_other_types(files: Sequence[tuple[str, bytes]],
+                       extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                       ) -> tuple[list[tuple[str, bytes]], list[ImageFailure]]:
+    """Split uploads into (files named with an image extension, one failure per other file).
+
+    The uploader offers only these types, but a crafted request can send any name; Streamlit's
+    own check would reject the whole upload, so the page turns it off and checks here, per file.
+    """
+    allowed = tuple(extension.lower() for extension in extensions)
+    kept, refused = [], []
+    for name, data in files:
+        if name.lower().endswith(allowed) and "\0" not in name:
+            kept.append((name, data))
+        else:
+            refused.append(ImageFailure(name, "This file type is not accepted; upload "
+                                              + ", ".join(allowed) + " images."))
+    return kept, refused
+
+
 def classify_files(classifier, files: Sequence[tuple[str, bytes]],
                    true_labels: Sequence[str | None] | None = None,
                    ) -> tuple[list[ImageResult], list[ImageFailure]]:
@@ -130,14 +148,9 @@ def results_rows(results: Sequence[ImageResult], display_names: Sequence[str]) -
 
 
 def results_csv(results: Sequence[ImageResult], display_names: Sequence[str]) -> bytes:
-    """The results table as UTF-8 CSV bytes, one row per good file plus a header."""
-    rows = results_rows(results, display_names)
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+    """The results table as UTF-8 CSV bytes (formula-safe), one row per good file plus a header."""
+    # File names are the user's: csv_safety keeps a name like "=HYPERLINK(...).png" inert.
+    return to_csv(results_rows(results, display_names))
 
 
 def differential(results: Sequence[ImageResult], display_names: Sequence[str]) -> dict[str, float]:

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from hematovision_core.csv_safety import frame_to_csv
 from hematovision_core.morphology import card_for
 from hematovision_core.quiz_pool import Candidate
 
@@ -439,3 +440,8 @@ def answers_frame(answers: Sequence[Answer]) -> pd.DataFrame:
     """All stored fields of the answers plus points, for tables and the CSV export."""
     rows = [asdict(a) | {"points": a.points} for a in answers]
     return pd.DataFrame(rows, columns=list(ANSWER_FIELDS) + ["points"])
+
+
+def answers_csv(answers: Sequence[Answer]) -> bytes:
+    """`answers_frame` as the instructor's CSV: UTF-8 and formula-safe (students type nicknames)."""
+    return frame_to_csv(answers_frame(answers))

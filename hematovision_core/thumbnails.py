@@ -9,8 +9,10 @@ and modification time, so an edited image gets a new thumbnail.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +36,24 @@ def _digest(*parts) -> str:
 
 
 def _save_atomically(image: Image.Image, target: Path) -> None:
-    """Write a JPEG to a temporary name then rename it, so readers never see half a file."""
+    """Write a JPEG to a temporary name then rename it, so readers never see half a file.
+
+    The temporary name is unique (mkstemp), not per process: Streamlit serves every session from
+    threads of one process, and several may make the same thumbnail at once. Each writes its own
+    file; `os.replace` is atomic, so the last one in wins with a whole, identical image.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.jpg")
-    image.save(partial, "JPEG", quality=JPEG_QUALITY)
-    os.replace(partial, target)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.",
+                                       suffix=".partial.jpg")
+    try:
+        os.fchmod(handle, 0o644)  # mkstemp makes 0600; a cache others may read, as before
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, "JPEG", quality=JPEG_QUALITY)
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
 
 
 def thumbnail(cache_dir: Path, image_path: Path, size: int = THUMBNAIL_SIZE) -> Path:

@@ -6,12 +6,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from app_support import (classify_files, data_missing_message, disclaimer, example_pool,
                          explain, get_settings, model_key, model_sidebar, plain)
 from hematovision_core import charts
 from hematovision_core.batch import (dataset_folder, differential, draw_example, file_digest,
-                                     results_csv, results_rows)
+                                     refuse_other_types, results_csv, results_rows)
 from hematovision_core.data import IMAGE_EXTENSIONS
 from hematovision_core.heatmap import COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, overlay
 from hematovision_core.morphology import card_for
@@ -21,7 +22,10 @@ st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/b
                    layout="wide")
 
 SOURCES = ("Upload images", "Camera", "Random example")
-UPLOAD_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS]
+# A MIME type in the list (the same files as .png) turns off Streamlit's own extension check,
+# which rejects the whole batch when a crafted request sends one other file type;
+# refuse_other_types checks each file instead.
+UPLOAD_TYPES = [extension.lstrip(".") for extension in IMAGE_EXTENSIONS] + ["image/png"]
 PREDICTED = "predicted"  # the "class to explain" option that follows each image's prediction
 DEPTH_HELP = {"early": "early block: edges and colour", "middle": "middle block: textures",
               "last": "last block: whole-cell evidence"}
@@ -45,10 +49,18 @@ def inputs_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
         return example_ui()
     what = ("single-cell images" if classifier.crop == "none"
             else "blood-smear fields (the model finds the white cell in each)")
-    uploads = st.file_uploader(f"Upload one or more {what}", type=UPLOAD_TYPES,
-                               accept_multiple_files=True, key="uploads")
+    try:
+        uploads = st.file_uploader(f"Upload one or more {what}", type=UPLOAD_TYPES,
+                                   accept_multiple_files=True, key="uploads")
+    except StreamlitAPIException as error:  # what Streamlit still checks, e.g. a NUL in a name
+        st.error(f"These uploads cannot be used ({error}). Reload the page and upload again.")
+        return [], None
     st.caption("Images are processed in memory and never stored.")
-    return [(upload.name, upload.getvalue()) for upload in uploads or []], None
+    files, refused = refuse_other_types([(upload.name, upload.getvalue())
+                                         for upload in uploads or []])
+    for failure in refused:
+        st.error(f"**{plain(failure.name)}**: {failure.message}", icon=":material/error:")
+    return files, None
 
 
 def example_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
@@ -96,7 +108,7 @@ def prediction_ui(result) -> None:
     left, right = st.columns([1, 1.3])
     with left:
         cropped = classifier.crop != "none"
-        st.image(result.image_rgb, width="stretch", caption=result.name
+        st.image(result.image_rgb, width="stretch", caption=plain(result.name)
                  + (" (cropped around the white cell, as the model sees it)" if cropped else ""))
     with right:
         st.metric("Predicted cell type", prediction.display_name,

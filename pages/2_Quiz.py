@@ -7,7 +7,7 @@ import uuid
 
 import streamlit as st
 
-from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar,
+from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar, plain,
                          quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
@@ -291,7 +291,7 @@ spec = state["spec"]
 if state["feedback"] is None and len(state["answers"]) >= len(state["questions"]):
     state["finished"] = True  # e.g. the pool ran out
 images = "" if state["source"] == OWN_SPLIT else f" · images from `{state['source']}`"
-st.markdown(f"**{state['nickname']}** · {quiz.MODE_LABELS[spec.mode]} · "
+st.markdown(f"**{plain(state['nickname'])}** · {quiz.MODE_LABELS[spec.mode]} · "
             f"{quiz.DIFFICULTY_LABELS[spec.difficulty]}{images} · quiz code **`{spec.code}`** "
             "(share it: the same code and images give the same questions)")
 if state["notice"]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
+import uuid
 
 import streamlit as st
 
 from app_support import disclaimer, get_settings, show_image
-from hematovision_core import charts, quiz, storage
+from hematovision_core import charts, login_guard, quiz, storage
 from hematovision_core.quiz_pool import image_path
 
 st.set_page_config(page_title="Instructor · HematoVision", page_icon=":material/school:",
@@ -32,10 +32,15 @@ def password_ui(expected: str) -> bool:
     if not typed:
         st.caption("Students never see this page's results; only the instructor password opens it.")
         return False
-    if not hmac.compare_digest(typed.encode(), expected.encode()):
-        st.error("Wrong password.")
-        return False
-    return True
+    # Wrong tries slow down and then lock (per session and server-wide); see login_guard.
+    session_id = st.session_state.setdefault("session_id", uuid.uuid4().hex)
+    verdict = login_guard.INSTRUCTOR_GUARD.attempt(session_id, typed, expected,
+                                                   client=st.context.ip_address)
+    if not verdict.allowed:
+        st.error(login_guard.refusal_message(verdict), icon=":material/lock:")
+        if verdict.wait_seconds > 0:
+            st.button("Try again", key="retry_password", help="Once the wait is over.")
+    return verdict.allowed
 
 
 def code_ui(summaries: list[storage.QuizCodeSummary]) -> str:
@@ -119,5 +124,8 @@ st.subheader("Students")
 st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
              column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                             "model_accuracy": st.column_config.NumberColumn(format="percent")})
-st.download_button("Download all answers (CSV)", quiz.answers_frame(answers).to_csv(index=False),
+# A callable: the CSV is made on the click and only then gets a media URL; handing bytes here
+# would store it under a URL anyone could fetch, no password asked, until well after this
+# session ends. The callable itself is dropped with the session.
+st.download_button("Download all answers (CSV)", lambda: quiz.answers_csv(answers),
                    file_name=f"quiz-{code}.csv", mime="text/csv", key="export_csv")

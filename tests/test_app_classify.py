@@ -7,6 +7,7 @@ every setting); tests named `shipped_model` use the trained models in models/ an
 from __future__ import annotations
 
 import csv
+import html
 import io
 import struct
 import zlib
@@ -68,7 +69,7 @@ def heatmap_images(at) -> dict[str, str]:
     found = {}
     for element in at.get("image"):
         for caption, url in zip(element.captions, element.value):
-            found[caption] = url
+            found[html.unescape(caption)] = url  # file names are written as references
     return found
 
 
@@ -217,7 +218,7 @@ def test_mixed_batch_shows_good_results_one_error_per_bad_file_and_a_csv(tiny_en
     errors = [e.value for e in at.error]
     assert len(errors) == len(bad)
     for (name, _, _), message in zip(bad, errors):
-        assert name.replace(".", "\\.") in message
+        assert f"**{name}**" in html.unescape(message)  # the name shown as typed, in bold
     assert "empty" in errors[1] and "megapixels" in errors[3] and "Animated" in errors[4]
     assert at.selectbox(key="selected_file").options == [name for name, _, _ in good]
     rows = list(csv.DictReader(io.StringIO(
@@ -316,3 +317,29 @@ def test_shipped_model_switching_method_class_and_layer_changes_the_heatmap(monk
     other = "eosinophil" if predicted != "Eosinophil" else "neutrophil"
     switch_and_check(at, [("depth", "middle"), ("depth", "early"), ("explain_class", other),
                           ("method", "Grad-CAM++")])
+
+
+def test_a_file_name_with_markdown_is_shown_as_typed(tiny_env):
+    _, jpeg, _ = real_image(tiny_env, "eosinophil", 2)
+    name = "**bold** :red[alarm] <b>x</b> [l](http://x) $x^2$.jpg"
+    at = new_app().run()
+    at.file_uploader(key="uploads").set_value([(name, jpeg, "image/jpeg")])
+    at.run()
+    no_exception(at)
+    captions = [caption for element in at.get("image") for caption in element.captions]
+    shown = next(caption for caption in captions if "bold" in caption)
+    assert html.unescape(shown) == name
+    assert not {"*", "<", "[", "$", ":"} & set(shown)
+
+
+def test_a_disallowed_file_type_gets_one_message_and_the_batch_goes_on(tiny_env):
+    # The browser only offers the listed types; a crafted request can still send another.
+    good = [real_image(tiny_env, "eosinophil", 3), real_image(tiny_env, "neutrophil", 3)]
+    at = new_app().run()
+    at.file_uploader(key="uploads").set_value(
+        [good[0], ("payload.exe", b"MZ not an image", "application/octet-stream"), good[1]])
+    at.run()
+    no_exception(at)
+    errors = [html.unescape(e.value) for e in at.error]
+    assert len(errors) == 1 and "payload.exe" in errors[0] and "not accepted" in errors[0]
+    assert at.selectbox(key="selected_file").options == [name for name, _, _ in good]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from hematovision_core import quiz, storage
+from hematovision_core import login_guard, quiz, storage
 from hematovision_core.quiz import QuizSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +46,8 @@ def instructor_env(tmp_path, monkeypatch):
                         "HEMATOVISION_DB": db, "HEMATOVISION_MODELS": tmp_path / "models"}.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.syspath_prepend(str(REPO_ROOT))
+    # A fresh server-wide guard per test: one test's wrong passwords never slow another.
+    monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", login_guard.LoginGuard())
     return db
 
 
@@ -86,3 +88,76 @@ def test_instructor_view_refuses_a_wrong_password_and_shows_the_class(instructor
 
     at.selectbox(key="instructor_code").select("OTHER-2").run()
     assert {m.label: m.value for m in at.metric}["Students"] == "1"
+
+
+def test_repeated_wrong_passwords_slow_down_then_lock_the_page(instructor_env, monkeypatch):
+    monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
+    now = [0.0]
+    guard = login_guard.LoginGuard(clock=lambda: now[0])
+    monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", guard)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    for number in range(4):
+        at.text_input(key="instructor_password").input(f"guess-{number}").run()
+    assert not at.exception, at.exception
+    assert "Wrong password. Wait 1 s before the next try" in at.error[0].value  # the 4th wrong one: a delay
+    at.text_input(key="instructor_password").input(PASSWORD).run()  # too soon, even if right
+    assert "Too many wrong passwords: wait 1 s" in at.error[0].value and not at.metric
+    for number in range(4, 10):
+        now[0] += 100  # past every delay
+        at.text_input(key="instructor_password").input(f"guess-{number}").run()
+    assert at.error[0].value == "Too many wrong passwords: sign-in is locked for 5 min."
+    now[0] += 60
+    at.text_input(key="instructor_password").input(PASSWORD).run()
+    assert "locked for 4 min" in at.error[0].value
+    assert not at.metric and not at.selectbox  # nothing about students leaks
+    now[0] += 240
+    at.button(key="retry_password").click().run()
+    assert not at.error and at.selectbox(key="instructor_code")
+
+
+def test_the_answers_csv_gets_a_url_only_when_clicked_and_not_after_the_session(instructor_env,
+                                                                             monkeypatch):
+    import csv
+    import io
+
+    from streamlit.errors import StreamlitAPIException
+    from streamlit.runtime.media_file_storage import MediaFileStorageError
+    from streamlit.testing.v1 import app_test
+
+    managers = []
+
+    class KeptManager(app_test.MediaFileManager):  # the page's media files, kept for the test
+        def __init__(self, storage):
+            super().__init__(storage)
+            managers.append(self)
+
+    monkeypatch.setattr(app_test, "MediaFileManager", KeptManager)
+    monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    at.text_input(key="instructor_password").input(PASSWORD).run()
+    at.selectbox(key="instructor_code").select("HALL-1").run()
+    assert not at.exception, at.exception
+    manager = managers[-1]
+    button = at.download_button(key="export_csv").proto
+    # No CSV is stored, so there is no URL to leak, until the instructor clicks.
+    assert not button.url and button.deferred_file_id
+    stored = manager._storage._files_by_id.values()
+    assert not [f for f in stored if f.mimetype.startswith("text/csv")]
+    url = manager.execute_deferred(button.deferred_file_id)  # what a click asks the server for
+    rows = list(csv.DictReader(io.StringIO(
+        manager._storage.get_file(url.rsplit("/", 1)[1].split(".")[0]).content.decode())))
+    assert len(rows) == 12 and {row["quiz_code"] for row in rows} == {"HALL-1"}
+    # When the session ends Streamlit drops its references and sweeps orphans (app_session.py
+    # shutdown): the callable goes, so the button's id no longer makes a CSV.
+    session_id = next(iter(manager._files_by_session_and_coord))
+    manager.clear_session_refs(session_id)
+    manager.remove_orphaned_files()
+    with pytest.raises((MediaFileStorageError, StreamlitAPIException)):
+        manager.execute_deferred(button.deferred_file_id)
+    # A CSV already made stays one more sweep (Streamlit's grace for a download in flight);
+    # the next script run of any session deletes it.
+    csv_files = lambda: [f for f in manager._storage._files_by_id.values()  # noqa: E731
+                         if f.mimetype.startswith("text/csv")]
+    assert len(csv_files()) == 1
+    manager.remove_orphaned_files()
+    assert not csv_files()

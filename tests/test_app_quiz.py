@@ -45,11 +45,11 @@ def quiz_env(tmp_path, tiny_model_folder, monkeypatch):
     return {"db": db, "classes": classes}
 
 
-def start(mode: str, code: str, length: int | None = None) -> AppTest:
+def start(mode: str, code: str, length: int | None = None, nickname: str = "ana") -> AppTest:
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
-    at.text_input(key="nickname").input("ana")
+    at.text_input(key="nickname").input(nickname)
     at.text_input(key="quiz_code").input(code)
     at.radio(key="mode").set_value(mode).run()  # the length field is enabled for exams only
     if length:
@@ -172,3 +172,17 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
     assert not at.exception, at.exception
     stored = storage.load_answers(quiz_env["db"], quiz_code="LAB-B")
     assert [a.image_id for a in stored] == [questions[0].image_id]
+
+
+def test_a_nickname_with_markdown_and_html_is_shown_as_typed(quiz_env):
+    import html
+    import string
+
+    # bold, HTML, a link, a colour directive and LaTeX in the form's 30 characters
+    nickname = "**b**<i>x</i>[l](x):red[a]$x$"
+    at = start("practice", "NICK-1", nickname=nickname)
+    header = next(m.value for m in at.markdown if "NICK-1" in m.value)
+    shown = header.split(" · ")[0]
+    assert html.unescape(shown) == f"**{nickname}**"  # bold around it, the name itself literal
+    assert not set(shown[2:-2]) & (set(string.punctuation) - set("&#;"))  # no Markdown left
+    assert "<i>" not in header and ":red[" not in header and "$" not in header

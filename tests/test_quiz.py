@@ -254,3 +254,17 @@ def test_predicted_pool_uses_the_explorers_cache_real_data(owning_model_folder, 
     monkeypatch.setattr(split_predictions, "run_model",
                         lambda *a, **k: pytest.fail("classified again instead of using the cache"))
     assert predicted_pool(owning_classifier, pool, tmp_path, small_data) == first
+
+
+def test_answers_csv_keeps_formula_nicknames_inert():
+    import csv
+    import io
+
+    answers = scripted_answers()
+    nicknames = ['=HYPERLINK("http://x","y")', "=cmd|' /C calc'!A0", "+SUM(1,2)", "@SUM(1)",
+                 "-1+2", "\t=1", "\r=1"]
+    evil = [replace(answers[0], nickname=name) for name in nicknames]
+    rows = list(csv.DictReader(io.StringIO(quiz.answers_csv(evil + answers).decode("utf-8"))))
+    assert [row["nickname"] for row in rows[:len(nicknames)]] == ["'" + n for n in nicknames]
+    assert rows[-1]["nickname"] == "ben" and rows[-1]["model_confidence"] == "0.9"
+    assert list(rows[0]) == list(quiz.answers_frame(answers).columns)

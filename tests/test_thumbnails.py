@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -70,3 +71,55 @@ def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data,
     other = Classifier(owning_classifier.runtime,
                        {**owning_classifier.metadata, "model_sha256": "1" * 64})
     assert thumbnails.heatmap_overlay(tmp_path, other, image, class_index=0) != first
+
+
+def run_at_once(make, threads: int = 16) -> tuple[list, list]:
+    """Call `make()` from `threads` threads released together; (results, errors)."""
+    barrier = threading.Barrier(threads)
+    results, errors = [], []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            results.append(make())
+        except Exception as error:  # noqa: BLE001 - the test reports every failure
+            errors.append(error)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results, errors
+
+
+def assert_one_whole_jpeg(results, errors, folder) -> None:
+    assert not errors, errors
+    assert len(set(results)) == 1
+    with Image.open(results[0]) as image:
+        image.load()  # a truncated file would raise here
+        assert image.format == "JPEG"
+    assert not list(folder.rglob("*.partial*"))  # no temporary file left behind
+
+
+def test_sixteen_threads_make_the_same_thumbnail_and_display_copy_at_once(tmp_path):
+    source = tmp_path / "cell.png"
+    noise = np.random.default_rng(0).integers(0, 255, (900, 1200, 3), np.uint8)
+    Image.fromarray(noise).save(source)
+    for make in (lambda: thumbnails.thumbnail(tmp_path / "cache", source),
+                 lambda: thumbnails.display_copy(tmp_path / "cache", source)):
+        assert_one_whole_jpeg(*run_at_once(make), tmp_path / "cache")
+
+
+def test_sixteen_threads_make_the_same_heatmap_overlay_at_once(owning_classifier, small_data,
+                                                                tmp_path, monkeypatch):
+    from hematovision_core import gradcam
+
+    fake = lambda classifier, pixels, class_index: gradcam.Heatmap(  # noqa: E731
+        np.linspace(0, 1, pixels.shape[0] ** 2, dtype=np.float32).reshape(pixels.shape[:2]),
+        "Grad-CAM", class_index, "out_relu")
+    monkeypatch.setattr(gradcam, "compute_heatmap", fake)
+    image = next((small_data / "pbc" / "neutrophil").iterdir())
+    results, errors = run_at_once(
+        lambda: thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=1))
+    assert_one_whole_jpeg(results, errors, tmp_path)
