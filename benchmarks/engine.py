@@ -1,6 +1,6 @@
 """Speed benchmarks: figures printed, not asserted (timings belong here, not in tests).
 
-    python -m hematovision_core.bench [--model models/pbc-8class] [--app] [--explorer]
+    python -m benchmarks.engine [--model models/pbc-8class] [--app] [--explorer]
 
 Core (always): model load time, single-image classification latency p50/p95 after warm-up (the
 forward pass alone, and end to end from JPEG bytes), batch-32 throughput.
@@ -91,7 +91,7 @@ def run_core_benchmarks(model_folder: Path, data_dir: Path, repeats: int = 100) 
 
 def main(argv=None) -> int:
     settings = Settings.from_env()
-    parser = argparse.ArgumentParser(prog="python -m hematovision_core.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engine", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=settings.models_dir / "pbc-8class")
     parser.add_argument("--data", type=Path, default=settings.data_dir / "pbc",
@@ -105,11 +105,11 @@ def main(argv=None) -> int:
     results = {"core": run_core_benchmarks(args.model, args.data, args.repeats)}
     print(json.dumps(results["core"], indent=2))
     if args.app:
-        from hematovision_core.bench_app import run_app_benchmarks
+        from benchmarks.app import run_app_benchmarks
 
         results["app"] = run_app_benchmarks(args.model.parent)
     if args.explorer:
-        from hematovision_core.bench_explorer import run_explorer_benchmarks
+        from benchmarks.explorer import run_explorer_benchmarks
 
         results["explorer"] = run_explorer_benchmarks(args.model.parent, settings.data_dir)
     if args.json:

@@ -1,37 +1,39 @@
 """Time the Classify page in this (fresh) process with AppTest; print one JSON object.
 
-Run by `hematovision_core.bench_app` in a new interpreter so the first render includes the
-TensorFlow import and the model load, as a user's first visit after a server start does.
+Run by `benchmarks.app` in a new interpreter so the first render includes the imports and the
+model load, as a first visit after `streamlit run Home.py` does (`serve.py` loads the models
+before the first visit).
 
-    python app_bench.py IMAGE [MODEL_NAME]
+    python benchmarks/classify_page.py IMAGE [MODEL_NAME]
 """
 
 from __future__ import annotations
 
 import time
 
-START = time.perf_counter()  # before streamlit and TensorFlow are imported
+START = time.perf_counter()  # before streamlit and the runtime are imported
 
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-PAGE = str(Path(__file__).resolve().parent / "pages" / "1_Classify.py")
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "1_Classify.py")
 
 
 def main(image: str, model_name: str | None = None) -> dict:
     from streamlit.testing.v1 import AppTest
 
-    from hematovision_core import gradcam
+    sys.path.insert(0, str(Path(PAGE).parent.parent))
+    from hematovision_core.predict import Classifier
 
     calls = []
-    original = gradcam.compute_heatmap
+    original = Classifier.forward
 
-    def counting_compute_heatmap(*args, **kwargs):
-        calls.append(args[2:])
-        return original(*args, **kwargs)
+    def counting_forward(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
 
-    gradcam.compute_heatmap = counting_compute_heatmap  # the page's cache calls it by attribute
+    Classifier.forward = counting_forward  # every forward pass, heatmaps' included
 
     at = AppTest.from_file(PAGE, default_timeout=300)
     if model_name:
@@ -60,9 +62,9 @@ def main(image: str, model_name: str | None = None) -> dict:
         "classify_first_render_from_process_start_s": round(first_render_from_process_start_s, 2),
         "upload_rerun_s": round(upload_run_s, 2),
         "opacity_rerun_s": round(opacity_run_s, 2),
-        "heatmap_computations_after_upload": heatmaps_after_upload,
-        "heatmap_computations_after_opacity_change": heatmaps_after_opacity,
-        "opacity_change_recomputed_heatmap": heatmaps_after_opacity != heatmaps_after_upload,
+        "forward_passes_after_upload": heatmaps_after_upload,
+        "forward_passes_after_opacity_change": heatmaps_after_opacity,
+        "opacity_change_reran_the_model": heatmaps_after_opacity != heatmaps_after_upload,
         "exceptions": errors,
     }
 
