@@ -68,3 +68,27 @@ def test_sidebar_prefers_cross_validation_to_a_small_validation_split(monkeypatc
                for c in smears.sidebar.caption)
     cells = run_home("pbc-8class")  # no cross-validation: its 1,539 validation images
     assert {m.label for m in cells.sidebar.metric} == {"Val accuracy", "Val macro-F1"}
+
+
+def test_a_clients_clear_cache_message_does_not_reload_the_model(monkeypatch, tiny_model_folder):
+    """Any browser can send Streamlit's clear-cache message; models must survive it (issue 11:
+    each reload cost every user the model and leaked 32-45 MB)."""
+    from streamlit.runtime import app_session
+    from streamlit.testing.v1 import AppTest
+
+    from hematovision_core.predict import Classifier
+
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(tiny_model_folder.parent))
+    loads = []
+    original = Classifier.load.__func__
+    monkeypatch.setattr(Classifier, "load",
+                        classmethod(lambda cls, folder: loads.append(folder)
+                                    or original(cls, folder)))
+    at = AppTest.from_file(str(REPO_ROOT / "Home.py"), default_timeout=60).run()
+    before = len(loads)
+    # What AppSession does with a client's `clear_cache` BackMsg, minus the session state.
+    app_session.AppSession._handle_clear_cache_request(
+        type("Session", (), {"_session_state": {}})())
+    at.run()
+    assert not at.exception
+    assert len(loads) == before, "a client's cache clear reloaded the model"
