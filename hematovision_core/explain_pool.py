@@ -10,10 +10,13 @@ off the forward pass (`heatmap.cam_heatmap`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import threading
+import types
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -50,9 +53,26 @@ def _new_executor() -> ProcessPoolExecutor:
     # spawn: a fresh interpreter; forking a multi-threaded server process is unsafe.
     executor = ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_worker, initargs=(_preload,))
-    for _ in range(WORKERS):  # make every worker start now, not at the first request
-        executor.submit(os.getpid)
+    with _no_main_module():
+        for _ in range(WORKERS):  # each submit to a pool with no idle worker spawns one, now
+            executor.submit(os.getpid)
     return executor
+
+
+@contextlib.contextmanager
+def _no_main_module():
+    """Hide `__main__` while workers are spawned.
+
+    A spawned worker first re-runs the parent's `__main__` file. While Streamlit runs a page, its
+    `__main__` is that page, which must not run in a worker (it would draw a page there). The
+    workers need nothing from `__main__`: their functions live in this module.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def shutdown() -> None:
