@@ -175,6 +175,12 @@ def test_opacity_change_redraws_the_overlay_without_recomputing(tiny_env, monkey
     assert len(queued) == 1, "an opacity change sent the early-block map to a worker again"
 
 
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
     buffer = io.BytesIO()
@@ -210,7 +216,9 @@ def test_mixed_batch_shows_good_results_one_error_per_bad_file_and_a_csv(tiny_en
            ("empty.jpg", b"", "image/jpeg"),
            ("truncated.jpg", jpeg[: len(jpeg) // 2], "image/jpeg"),
            ("huge.png", _png_claiming(9000, 9000), "image/png"),
-           ("moving.png", _animated_png(), "image/png")]
+           ("moving.png", _animated_png(), "image/png"),
+           ("icon.png", _png(Image.new("RGB", (16, 16), "purple")), "image/png"),
+           ("blank.png", _png(Image.new("RGB", (256, 256), "white")), "image/png")]
     at = new_app().run()
     at.file_uploader(key="uploads").set_value(bad[:2] + good[:2] + bad[2:] + good[2:])
     at.run()
@@ -219,7 +227,8 @@ def test_mixed_batch_shows_good_results_one_error_per_bad_file_and_a_csv(tiny_en
     assert len(errors) == len(bad)
     for (name, _, _), message in zip(bad, errors):
         assert f"**{name}**" in html.unescape(message)  # the name shown as typed, in bold
-    assert "empty" in errors[1] and "megapixels" in errors[3] and "Animated" in errors[4]
+    assert "empty" in errors[1] and "MB of memory" in errors[3] and "Animated" in errors[4]
+    assert "only 16 x 16 pixels" in errors[5] and "blank" in errors[6]
     assert at.selectbox(key="selected_file").options == [name for name, _, _ in good]
     rows = list(csv.DictReader(io.StringIO(
         media(at.download_button(key="csv").proto.url).decode("utf-8"))))

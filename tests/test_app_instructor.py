@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from hematovision_core import login_guard, quiz, storage
 from hematovision_core.quiz import QuizSpec
+from synthetic import cell_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE = REPO_ROOT / "pages" / "4_Instructor.py"
@@ -26,7 +26,7 @@ def scripted_class(data: Path) -> list[quiz.Answer]:
     for number, (truth, guess) in enumerate(zip(truths, model), start=1):
         image_id = f"pbc/{truth}/img{number}.png"
         (data / image_id).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (32, 32), (40 * number, 90, 160)).save(data / image_id)
+        cell_image((64, 64), (40 * number, 90, 160)).save(data / image_id)
         questions.append(quiz.Question(number, image_id, data / image_id, truth, guess, 0.9))
     given = {"ana": ["eosinophil", "neutrophil", "lymphocyte", "neutrophil"],
              "ben": ["neutrophil", "neutrophil", "lymphocyte", "neutrophil"],

@@ -12,6 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from hematovision_core import storage
+from synthetic import cell_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE = REPO_ROOT / "pages" / "2_Quiz.py"
@@ -32,7 +33,7 @@ def quiz_env(tmp_path, tiny_model_folder, monkeypatch):
             relative = f"{label}/{split}-{j}.png"
             target = tmp_path / "data" / "pbc" / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (64, 64), (60 * i, 40 + 50 * j, 150)).save(target)
+            cell_image((64, 64), (60 * i, 40 + 50 * j, 150)).save(target)
             rows.append(f"{relative},{label},{split},x")
     (model / "split.csv").write_text("\n".join(rows) + "\n")
     metadata["data"] = {"dataset": "pbc", "split_manifest": "split.csv"}
@@ -146,7 +147,9 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
         for j in range(3):
             target = tmp_path / "data" / "lab-b" / label.upper() / f"cell-{j}.tif"  # camera TIFFs
             target.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.full((64, 64), 9000 * (i + j + 1), np.uint16)).save(target)
+            values = np.full((64, 64), 9000 * (i + j + 1), np.uint16)
+            values[16:48, 16:48] += 6000  # a brighter cell on the field, not a blank frame
+            Image.fromarray(values).save(target)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.run()
     # The model's own folder is never offered as "never seen": only its held-out split.

@@ -10,7 +10,6 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-from PIL import Image
 
 from hematovision_core import charts, model_card
 from hematovision_core.batch import (ImageResult, classify_files, differential, draw_example,
@@ -18,6 +17,7 @@ from hematovision_core.batch import (ImageResult, classify_files, differential, 
 from hematovision_core.gradcam import Heatmap
 from hematovision_core.predict import Prediction
 from hematovision_core.report import html_report
+from synthetic import cell_image
 
 NAMES = ["Basophil", "Eosinophil", "Lymphocyte"]
 METADATA = {
@@ -124,7 +124,7 @@ def test_html_report_is_one_self_contained_file():
 
 def test_classify_files_keeps_good_files_and_explains_bad_ones(tiny_classifier):
     buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), (200, 120, 180)).save(buffer, format="PNG")
+    cell_image((64, 48), (200, 120, 180)).save(buffer, format="PNG")
     png = buffer.getvalue()
     results, failures = classify_files(tiny_classifier, [("a.png", png), ("b.txt", b"hello"),
                                                          ("c.png", png), ("d.jpg", b"")])
@@ -132,7 +132,7 @@ def test_classify_files_keeps_good_files_and_explains_bad_ones(tiny_classifier):
     assert [f.name for f in failures] == ["b.txt", "d.jpg"]
     assert "empty" in failures[1].message
     first = results[0]
-    assert first.image_rgb.shape == (30, 40, 3) and first.pixels.shape == (96, 96, 3)
+    assert first.image_rgb.shape == (48, 64, 3) and first.pixels.shape == (96, 96, 3)
     assert first.digest == results[1].digest  # the same bytes, the same cache key
     rows = list(csv.DictReader(io.StringIO(results_csv(results, tiny_classifier.display_names)
                                            .decode("utf-8"))))

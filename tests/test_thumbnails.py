@@ -12,6 +12,7 @@ from PIL import Image
 from hematovision_core import thumbnails
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.predict import Classifier
+from synthetic import cell_image
 
 
 def counting_loads(monkeypatch, name: str = "load_image") -> list:
@@ -25,7 +26,7 @@ def counting_loads(monkeypatch, name: str = "load_image") -> list:
 
 def test_a_thumbnail_is_made_once(tmp_path, monkeypatch):
     source = tmp_path / "cell.png"
-    Image.new("RGB", (300, 200), (180, 60, 120)).save(source)
+    cell_image((300, 200), (180, 60, 120)).save(source)
     loads = counting_loads(monkeypatch)
     first = thumbnails.thumbnail(tmp_path / "cache", source)
     second = thumbnails.thumbnail(tmp_path / "cache", source)
@@ -34,7 +35,7 @@ def test_a_thumbnail_is_made_once(tmp_path, monkeypatch):
     with Image.open(first) as image:
         assert image.size == (thumbnails.THUMBNAIL_SIZE, thumbnails.THUMBNAIL_SIZE)
     # An edited image gets a new thumbnail.
-    Image.new("RGB", (300, 200), (20, 60, 120)).save(source)
+    cell_image((300, 200), (20, 60, 120)).save(source)
     os.utime(source, ns=(1, 1))
     assert thumbnails.thumbnail(tmp_path / "cache", source) != first
 
