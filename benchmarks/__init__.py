@@ -1,0 +1,1 @@
+"""Tools that drive the running app: load tests and benchmarks."""
