@@ -41,7 +41,7 @@ class LoadOptions:
     step_timeout: float = 180.0  # for one step (the first Quiz or Classify run loads TensorFlow)
     answers: int = 10  # quiz: questions answered per session
     pages: int = 5  # explorer: gallery pages turned per session
-    image: Path | None = None  # classify: the image to upload (default: one from the PBC data)
+    image: Path | None = None  # classify: every session uploads it (default: a PBC image each)
     ramp_seconds: float = 0.0  # spread session starts evenly over this long
     server_pid: int | None = None  # sample this process's CPU, memory and threads
     seed: int = 0  # which answer buttons the simulated students press
@@ -135,18 +135,21 @@ def feedback_check(result: RunResult) -> str | None:
     return expect_keys("next")(result)
 
 
-def default_image(data_dir: Path) -> Path:
-    """A real single-cell image (the first PBC neutrophil): what a student would upload."""
-    images = sorted((data_dir / "pbc" / "neutrophil").glob("*.jpg"))[:1]
+def default_images(data_dir: Path, count: int) -> list[Path]:
+    """`count` different real single-cell images, one per session, taken from every PBC class in
+    turn: Classify caches results by file content, so one shared image would be computed once."""
+    by_class = [sorted(folder.glob("*.jpg"))[:count] for folder in sorted((data_dir / "pbc").glob("*"))]
+    images = [image for group in zip(*[g for g in by_class if g]) for image in group][:count]
     if not images:
         raise FileNotFoundError(f"no image under {data_dir / 'pbc'}; pass --image PATH")
-    return images[0]
+    return images
 
 
 async def classify_journey(browser: BrowserSession, number: int, recorder: Recorder,
-                           options: LoadOptions, image: Path) -> None:
+                           options: LoadOptions, images: list[Path]) -> None:
     """Open Classify, upload one image, wait for the run that shows the prediction and Grad-CAM."""
     step, limit = recorder.step, options.step_timeout
+    image = images[number % len(images)]
     data = image.read_bytes()
     mime = "image/png" if image.suffix.lower() == ".png" else "image/jpeg"
     await step(number, "open page", browser.open_page(PAGES["classify"]), limit,
@@ -231,7 +234,8 @@ def run_load(options: LoadOptions) -> dict:
     if options.journey == "quiz":
         extra = (new_quiz_code(),)
     elif options.journey == "classify":
-        extra = (options.image or default_image(settings.data_dir),)
+        extra = ([options.image] if options.image
+                 else default_images(settings.data_dir, options.sessions),)
     sampler = ServerSampler(options.server_pid) if options.server_pid else None
     if sampler:
         sampler.start()

@@ -7,6 +7,7 @@ every test and benchmark at once.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,20 @@ def start_server(port: int, env: dict[str, str], cwd: Path | str = REPO_ROOT) ->
     command = SERVER_COMMAND + ["--server.port", str(port)]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_server(server: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """Stop a server from `start_server` and any worker it forked (its own process group)."""
+    for sent, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, None)):
+        try:
+            os.killpg(server.pid, sent)
+        except ProcessLookupError:
+            break
+        try:
+            server.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def wait_healthy(url: str, timeout: float = 60.0) -> None:

@@ -2,9 +2,10 @@
 
 One `BrowserSession` is one browser tab. It connects to `/_stcore/stream`, sends `BackMsg`
 protobufs (`rerun_script` carrying a `ClientState`, `file_urls_request`) and reads `ForwardMsg`
-protobufs until the run's final `script_finished`. Like the frontend it keeps every widget's
-current value between runs (defaults included), sends buttons as one-run trigger values, takes
-the server's value when a delta says `set_value`, and forgets widgets the last run did not draw.
+protobufs until the run's final `script_finished`, then loads the run's new images from
+`/media/`. Like the frontend it keeps every widget's current value between runs (defaults
+included), sends buttons as one-run trigger values, takes the server's value when a delta says
+`set_value`, and forgets widgets the last run did not draw.
 Widgets are found by their user `key`: an element id is `$$ID-<hash>-<key>`.
 """
 
@@ -186,6 +187,7 @@ class BrowserSession:
         self.app_pages: list = []
         self.widget_states: dict[str, WidgetState] = {}  # id -> current value, as the browser keeps
         self.widget_ids: dict[str, str] = {}  # user key -> id of the widgets the last run drew
+        self.fetched_media: set[str] = set()  # image URLs already loaded: the browser's cache
 
     async def __aenter__(self) -> "BrowserSession":
         await self.connect()
@@ -241,7 +243,20 @@ class BrowserSession:
         await self.websocket.send(message.SerializeToString())
         result = await self._read_run()
         self._remember_widgets(result)
+        await self._fetch_media(result)
         return result
+
+    async def _fetch_media(self, result: RunResult) -> None:
+        """GET the run's images not fetched before, as the browser does before it shows them."""
+        urls = {image.url for element in result.elements.values()
+                if element.WhichOneof("type") == "imgs" for image in element.imgs.imgs}
+        new = sorted(url for url in urls - self.fetched_media if url.startswith("/media/"))
+        replies = await asyncio.gather(*(http_request(self.host, self.port, "GET", url)
+                                         for url in new))
+        for url, (status, _, _) in zip(new, replies):
+            if status != 200:
+                result.exceptions.append(f"media {url} answered {status}")
+        self.fetched_media.update(new)
 
     async def _receive(self) -> ForwardMsg:
         data = await asyncio.wait_for(self.websocket.recv(), self.receive_timeout)
