@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.server import ServerSampler, start_server, wait_healthy  # noqa: F401 (the API)
+from benchmarks.server import ServerSampler
 from benchmarks.streamlit_client import BrowserSession, RunResult, require_loopback
 from hematovision_core import storage
 from hematovision_core.config import Settings
@@ -90,13 +90,13 @@ def expect_keys(*keys: str):
 
 
 def new_quiz_code() -> str:
-    """A fresh code for one load run (quiz.normalize_code accepts it), so its answers can be counted."""
+    """A fresh code per load run (quiz.normalize_code accepts it): its answers can be counted."""
     return "LOAD-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
 
 
 async def quiz_journey(browser: BrowserSession, number: int, recorder: Recorder,
                        options: LoadOptions, code: str) -> None:
-    """Nickname, shared code, practice mode, start; answer, see the feedback, next; `answers` times."""
+    """Nickname, shared code, practice mode, start; then answer, see the feedback, next, repeated."""
     step, limit = recorder.step, options.step_timeout
     chooser = random.Random(options.seed * 100_003 + number)
     await step(number, "open page", browser.open_page(PAGES["quiz"]), limit,
@@ -114,9 +114,11 @@ async def quiz_journey(browser: BrowserSession, number: int, recorder: Recorder,
 
 
 async def fill_quiz_form(browser: BrowserSession, number: int, code: str) -> RunResult:
-    """Type the nickname and the code, pick practice mode: one run each, as the browser commits them."""
-    await browser.set_string("nickname", f"load-{number}")
-    result = await browser.set_string("quiz_code", code)
+    """Type the nickname and the code, pick practice mode: a run each, as the browser commits them."""
+    for key, value in (("nickname", f"load-{number}"), ("quiz_code", code)):
+        result = await browser.set_string(key, value)
+        if result.exceptions:  # the step checks only the last run's
+            return result
     mode = result.widget("mode")
     practice = next((o for o in mode.proto.options if "practice" in o.lower()), None)
     if practice is None:
@@ -138,7 +140,8 @@ def feedback_check(result: RunResult) -> str | None:
 def default_images(data_dir: Path, count: int) -> list[Path]:
     """`count` different real single-cell images, one per session, taken from every PBC class in
     turn: Classify caches results by file content, so one shared image would be computed once."""
-    by_class = [sorted(folder.glob("*.jpg"))[:count] for folder in sorted((data_dir / "pbc").glob("*"))]
+    folders = sorted((data_dir / "pbc").glob("*"))
+    by_class = [sorted(folder.glob("*.jpg"))[:count] for folder in folders]
     images = [image for group in zip(*[g for g in by_class if g]) for image in group][:count]
     if not images:
         raise FileNotFoundError(f"no image under {data_dir / 'pbc'}; pass --image PATH")
@@ -269,8 +272,8 @@ def format_report(report: dict) -> str:
                      f"({report['answers_expected']} answered)")
     if "server" in report:
         server, mib = report["server"], 1024 * 1024
-        lines.append(f"server: {server['cpu_seconds']:.1f} CPU s (+{server['children_cpu_seconds']:.1f}"
-                     f" in children), RSS {server['rss_before'] / mib:.0f} -> "
+        lines.append(f"server: {server['cpu_seconds']:.1f} CPU s "
+                     f"(+{server['children_cpu_seconds']:.1f} in children), RSS {server['rss_before'] / mib:.0f} -> "
                      f"{server['rss_after'] / mib:.0f} MiB, peak {server['peak_rss'] / mib:.0f} MiB "
                      f"(children {server['peak_children_rss'] / mib:.0f} MiB), "
                      f"threads max {server['max_threads']}")

@@ -1,4 +1,4 @@
-"""A headless Streamlit browser: the websocket protocol and file uploads, as the frontend speaks them.
+"""A headless Streamlit browser: the websocket protocol and uploads, as the frontend speaks them.
 
 One `BrowserSession` is one browser tab. It connects to `/_stcore/stream`, sends `BackMsg`
 protobufs (`rerun_script` carrying a `ClientState`, `file_urls_request`) and reads `ForwardMsg`
@@ -86,7 +86,8 @@ def multipart_body(field_name: str, file_name: str, data: bytes,
     boundary = uuid.uuid4().hex
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field_name}\"; "
             f"filename=\"{file_name}\"\r\nContent-Type: {mime_type}\r\n\r\n").encode()
-    return f"multipart/form-data; boundary={boundary}", head + data + f"\r\n--{boundary}--\r\n".encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    return f"multipart/form-data; boundary={boundary}", head + data + tail
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,7 @@ class BrowserSession:
     """One browser tab on one page of a Streamlit app; use as `async with`."""
 
     def __init__(self, base_url: str, receive_timeout: float = 300.0) -> None:
-        self.host, self.port = require_loopback(base_url)
-        self.base_url = base_url.rstrip("/")
+        self.host, self.port = require_loopback(base_url)  # an app served at the URL's root
         self.receive_timeout = receive_timeout  # for one ForwardMsg; steps add their own bound
         self.websocket = None
         self.xsrf_token = ""
@@ -198,7 +198,7 @@ class BrowserSession:
             await self.websocket.close()
 
     async def connect(self) -> None:
-        """Fetch the XSRF cookie from the health endpoint, then open the websocket as the frontend does."""
+        """Get the XSRF cookie from the health endpoint, then open the websocket as the frontend does."""
         status, headers, _ = await http_request(self.host, self.port, "GET", "/_stcore/health")
         if status != 200:
             raise ProtocolError(f"/_stcore/health answered {status}")
@@ -207,9 +207,8 @@ class BrowserSession:
             self.xsrf_token = cookie.split(";", 1)[0].split("=", 1)[1]
         # The frontend passes the XSRF token as the second websocket subprotocol entry.
         subprotocols = ["streamlit"] + ([self.xsrf_token] if self.xsrf_token else [])
-        ws_url = f"ws://{self.host}:{self.port}{urlsplit(self.base_url).path}/_stcore/stream"
         self.websocket = await connect(
-            ws_url, subprotocols=subprotocols, origin=f"http://{self.host}:{self.port}",
+            f"ws://{self.host}:{self.port}/_stcore/stream", subprotocols=subprotocols, origin=f"http://{self.host}:{self.port}",
             additional_headers=self._cookie_header(), max_size=MAX_MESSAGE_BYTES, proxy=None,
             ping_interval=None)  # the frontend sends no websocket pings
 
@@ -336,10 +335,11 @@ class BrowserSession:
         request.file_urls_request.file_names.append(file_name)
         request.file_urls_request.session_id = self.session_id
         await self.websocket.send(request.SerializeToString())
+        request_id = request.file_urls_request.request_id
         while True:
             message = await self._receive()
             if (message.WhichOneof("type") == "file_urls_response"
-                    and message.file_urls_response.response_id == request.file_urls_request.request_id):
+                    and message.file_urls_response.response_id == request_id):
                 break
         if message.file_urls_response.error_msg or not message.file_urls_response.file_urls:
             raise ProtocolError(f"no upload URL: {message.file_urls_response.error_msg}")
