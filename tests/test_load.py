@@ -1,0 +1,70 @@
+"""The load tool against a real server: 10 simulated students answer a quiz over the websocket."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from benchmarks.load import LoadOptions, run_load
+from benchmarks.server import start_server, stop_server, wait_healthy
+from benchmarks.streamlit_client import require_loopback
+
+SESSIONS = 10
+ANSWERS = 3
+TEST_PORTS = range(8590, 8600)  # away from a developer's 8501
+
+
+def free_port() -> int:
+    """The first free loopback port of TEST_PORTS, else one the system picks."""
+    for port in [*TEST_PORTS, 0]:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise RuntimeError("no free loopback port")
+
+
+@pytest.fixture
+def server_url(shared_data, tmp_path, monkeypatch):
+    """A real app server on the real data with its own cache and quiz database; always stopped."""
+    monkeypatch.setenv("HEMATOVISION_DATA", str(shared_data))
+    monkeypatch.setenv("HEMATOVISION_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("HEMATOVISION_DB", str(tmp_path / "quiz.sqlite3"))
+    port = free_port()
+    server = start_server(port, dict(os.environ))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, timeout=120)
+        yield url
+    finally:
+        stop_server(server)
+
+
+def test_quiz_load_real_data_stores_every_answer(server_url):
+    report = run_load(LoadOptions(server_url, "quiz", SESSIONS, timeout=600, answers=ANSWERS))
+    assert report["error_count"] == 0, report["errors"]
+    assert report["completed"] == SESSIONS
+    assert report["answers_stored"] == SESSIONS * ANSWERS
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8501", "http://127.8.9.10:1",
+                                 "http://localhost:8501", "http://[::1]:8501"])
+def test_loopback_urls_are_accepted(url):
+    require_loopback(url)
+
+
+@pytest.mark.parametrize("url", ["http://example.com:8501", "http://10.0.0.5:8501",
+                                 "http://0.0.0.0:8501", "http://[2001:db8::1]:8501",
+                                 "https://127.0.0.1:8501", "127.0.0.1:8501"])
+def test_other_hosts_are_refused_before_any_connection(url):
+    with pytest.raises(ValueError):
+        run_load(LoadOptions(url, "quiz", 1))
+
+
+def test_sessions_are_capped():
+    with pytest.raises(ValueError, match="sessions"):
+        run_load(LoadOptions("http://127.0.0.1:1", "quiz", 501))
