@@ -26,8 +26,10 @@ names = dict(zip(classifier.classes, classifier.display_names))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
 st.session_state.setdefault("length", quiz.EXAM_LENGTH)
-for key in ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length"):
-    if key in st.session_state:  # keep the form's values while a quiz hides the form
+KEPT_WIDGETS = ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length",
+                "show_progress")
+for key in KEPT_WIDGETS:
+    if key in st.session_state:  # keep widget values while the widget is not drawn
         st.session_state[key] = st.session_state[key]
 
 
@@ -336,15 +338,17 @@ if state["finished"]:
     review_ui(state)
 elif state["feedback"] is not None:
     feedback_ui(state)
-    progress_ui(state)
+    # The two progress charts cost more server time than the rest of the page (a lecture hall's
+    # bottleneck): drawn on request during the quiz, always with the results.
+    if st.toggle("Show my progress charts", key="show_progress"):
+        progress_ui(state)
 else:
     question_ui(state)
     if spec.mode == "exam":
         planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
         st.progress(len(state["answers"]) / planned,
                     text=f"{len(state['answers'])} of {planned} answered; feedback at the end")
-    # No progress charts beside a question: they were drawn with the last feedback, and the
-    # two figures cost more server time than the rest of the page (a lecture hall's bottleneck).
+    # No progress charts beside a question: they belong to the feedback and the results.
 
 if not state["finished"] and state["answers"]:
     st.button("Finish now", key="finish", on_click=update_quiz,

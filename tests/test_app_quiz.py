@@ -85,6 +85,8 @@ def test_practice_round_right_and_wrong_updates_score_and_confusion_matrix(quiz_
     assert at.success and "Right" in at.success[0].value
     assert any("The model says" in m.value for m in at.markdown)
     assert metric(at, "Score") == "10 / 10"
+    assert not at.get("plotly_chart"), "progress charts are drawn only when asked for"
+    at.toggle(key="show_progress").set_value(True).run()
     assert sum(map(sum, confusion_counts(at))) == 1
 
     at.button(key="next").click().run()
