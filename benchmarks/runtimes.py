@@ -361,14 +361,10 @@ def markdown_table(rows: list[dict], unavailable: dict[str, str]) -> str:
 
 def load_logits_model(model_folder: Path):
     """The checked model folder's logits model (one view), input size and crop."""
-    import keras
+    from hematovision_core.keras_model import KerasClassifier
 
-    from hematovision_core.predict import LOGITS_LAYER, Classifier
-
-    classifier = Classifier.load(model_folder)  # refuses a folder whose files do not match
-    model = classifier.model
-    logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-    return logits_model, classifier
+    classifier = KerasClassifier.load(model_folder)  # refuses a folder whose files do not match
+    return classifier.logits_model, classifier
 
 
 def describe_machine() -> str:

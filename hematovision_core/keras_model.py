@@ -41,6 +41,7 @@ class KerasClassifier:
         self.folder = folder
         self.classes: list[str] = list(metadata["classes"])
         self.input_size = int(metadata["input_size"])
+        self.crop = metadata.get("crop", "none")
         self.tta = metadata.get("tta", "none")
         if self.tta not in TTA_VIEWS:
             raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
