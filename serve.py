@@ -23,6 +23,19 @@ ROOT = Path(__file__).resolve().parent
 JANITOR_SECONDS = 60
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before Streamlit starts its threads.
+
+    glibc gives threads their own heaps (up to 8 per core); a lecture hall's ~60 script threads
+    each kept freed memory in theirs, and RSS stayed 50% above its warm level after the
+    sessions closed. M_ARENA_MAX (-8) must be set before those threads first allocate.
+    """
+    libc_name = ctypes.util.find_library("c")
+    mallopt = getattr(ctypes.CDLL(libc_name), "mallopt", None) if libc_name else None
+    if mallopt is not None:  # glibc only
+        mallopt(-8, arenas)
+
+
 def start_memory_janitor(interval_s: float = JANITOR_SECONDS) -> None:
     """Once a minute, collect cyclic garbage and give freed heap back to the operating system.
 
@@ -44,6 +57,7 @@ def start_memory_janitor(interval_s: float = JANITOR_SECONDS) -> None:
 
 
 def main(argv: list[str]) -> int:
+    limit_malloc_arenas()
     sys.path.insert(0, str(ROOT))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from streamlit.web import cli
