@@ -74,11 +74,13 @@ def listening(port: int) -> bool:
 
 
 @needs_nginx
-def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(shared_data, tmp_path):
+def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(shared_data, tmp_path,
+                                                                            monkeypatch):
     first = free_block()
-    env = dict(os.environ, HEMATOVISION_DATA=str(shared_data), HEMATOVISION_VAR=str(tmp_path / "var"),
-               HEMATOVISION_DB=f"sqlite:///{tmp_path / 'quiz.sqlite3'}",
-               HV_LISTEN=f"127.0.0.1:{first}", HV_FIRST_PORT=str(first + 1))
+    for name, value in {"HEMATOVISION_DATA": shared_data, "HEMATOVISION_VAR": tmp_path / "var",
+                        "HEMATOVISION_DB": f"sqlite:///{tmp_path / 'quiz.sqlite3'}"}.items():
+        monkeypatch.setenv(name, str(value))  # the replicas' and run_load's answers database
+    env = dict(os.environ, HV_LISTEN=f"127.0.0.1:{first}", HV_FIRST_PORT=str(first + 1))
     script = subprocess.Popen(["bash", str(RUN_LOCAL), "2"], cwd=REPO_ROOT, env=env,
                               start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
@@ -94,6 +96,7 @@ def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(sha
         # Websockets through nginx: two students answer a question each.
         report = run_load(LoadOptions(url, "quiz", 2, timeout=240, answers=1))
         assert report["error_count"] == 0, report["errors"]
+        assert report["answers_stored"] == 2
     finally:
         script.send_signal(signal.SIGINT)  # Ctrl-C
         try:
