@@ -93,7 +93,9 @@ def test_a_connection_the_server_dropped_is_replaced(postgres_url):
     engine = database.engine_for(postgres_url)
     with engine.connect() as connection:  # the pooled connection the next answer will reuse
         backend = connection.execute(sa.select(sa.func.pg_backend_pid())).scalar_one()
-    with database._create_engine(postgres_url).connect() as other:  # as a server restart would
-        assert other.execute(sa.select(sa.func.pg_terminate_backend(backend))).scalar_one()
+    other = database._create_engine(postgres_url)
+    with other.connect() as connection:  # as a server restart or an idle timeout would
+        assert connection.execute(sa.select(sa.func.pg_terminate_backend(backend))).scalar_one()
+    other.dispose()
     storage.save_answer(postgres_url, make_answer(number=2))
     assert [a.question_number for a in storage.load_answers(postgres_url)] == [1, 2]
