@@ -55,7 +55,11 @@ def main(argv: list[str]) -> int:
     settings = app_support.get_settings()
     # Upgrade the answers database before listening: a schema error stops this replica here,
     # with a message, rather than at a student's first answer.
-    storage.prepare(settings.database)
+    try:
+        storage.prepare(settings.database)
+    except storage.StorageError as error:
+        logging.error("%s (HEMATOVISION_DB)", error)
+        return 1
     logging.info("Answers database ready (schema at the newest Alembic revision).")
     started = time.perf_counter()
     models = app_support.warm_up_server(settings)
