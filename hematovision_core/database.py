@@ -26,8 +26,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 Result = TypeVar("Result")
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0  # a lecture hall queues for SQLite's one write lock
-RETRIES = 5  # extra tries after a lock, a serialization failure or a lost connection
-RETRY_FIRST_PAUSE_SECONDS = 0.05  # doubled after every try: 0.05 ... 1.6 s, 3.1 s in all
+RETRIES = 6  # extra tries after a lock, a serialization failure or a lost connection
+RETRY_FIRST_PAUSE_SECONDS = 0.1  # doubled after every try: 0.1 ... 3.2 s, 6.3 s in all (a
+# PostgreSQL restart or fail-over); SQLite also waits up to its busy timeout on every try
 POOL_SIZE = 5  # connections kept per process (PostgreSQL); a page run holds one for milliseconds
 POOL_OVERFLOW = 10  # extra connections at a peak: a replica opens at most 15
 POOL_TIMEOUT_SECONDS = 30.0
