@@ -64,8 +64,19 @@ def main(argv: list[str]) -> int:
 
     import app_support
 
+    from hematovision_core import storage
+
+    settings = app_support.get_settings()
+    # Upgrade the answers database before listening: a schema error stops this replica here,
+    # with a message, rather than at a student's first answer.
+    try:
+        storage.prepare(settings.database)
+    except storage.StorageError as error:
+        logging.error("%s (HEMATOVISION_DB)", error)
+        return 1
+    logging.info("Answers database ready (schema at the newest Alembic revision).")
     started = time.perf_counter()
-    models = app_support.warm_up_server(app_support.get_settings())
+    models = app_support.warm_up_server(settings)
     logging.info("Warm: %s loaded in %.1f s; heatmap workers starting.",
                  ", ".join(models) or "no model", time.perf_counter() - started)
     start_memory_janitor()

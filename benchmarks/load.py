@@ -253,7 +253,7 @@ def run_load(options: LoadOptions) -> dict:
     if options.journey == "quiz":
         report["quiz_code"] = extra[0]
         report["answers_expected"] = len(recorder.latencies.get("answer", []))
-        report["answers_stored"] = len(storage.load_answers(settings.db_path, quiz_code=extra[0]))
+        report["answers_stored"] = len(storage.load_answers(settings.database, quiz_code=extra[0]))
     if sampler:
         report["server"] = asdict(sampler.stop())
     return report

@@ -76,7 +76,11 @@ async def http_request(host: str, port: int, method: str, path: str,
     found = {}
     for line in header_lines:
         name, _, value = line.partition(":")
-        found.setdefault(name.strip().lower(), value.strip())  # the first Set-Cookie is the XSRF one
+        name, value = name.strip().lower(), value.strip()
+        if name == "set-cookie" and name in found:  # several cookies: one per line
+            found[name] += "\n" + value
+        else:
+            found.setdefault(name, value)
     return int(status_line.split()[1]), found, payload
 
 
@@ -181,6 +185,10 @@ class BrowserSession:
         self.receive_timeout = receive_timeout  # for one ForwardMsg; steps add their own bound
         self.websocket = None
         self.xsrf_token = ""
+        # Cookies the server set, sent back on every request as a browser does: Streamlit's XSRF
+        # cookie, and behind a load balancer its affinity cookie, which keeps the websocket, the
+        # image fetches and the uploads of this tab on one replica (deploy/, README "Scale out").
+        self.cookies: dict[str, str] = {}
         self.session_id = ""  # the server's AppSession id, needed for uploads
         self.page_script_hash = ""
         self.page_name = ""
@@ -202,9 +210,10 @@ class BrowserSession:
         status, headers, _ = await http_request(self.host, self.port, "GET", "/_stcore/health")
         if status != 200:
             raise ProtocolError(f"/_stcore/health answered {status}")
-        cookie = headers.get("set-cookie", "")
-        if cookie.startswith(XSRF_COOKIE + "="):
-            self.xsrf_token = cookie.split(";", 1)[0].split("=", 1)[1]
+        for cookie in headers.get("set-cookie", "").splitlines():
+            name, _, value = cookie.split(";", 1)[0].partition("=")
+            self.cookies[name.strip()] = value.strip()
+        self.xsrf_token = self.cookies.get(XSRF_COOKIE, "")
         # The frontend passes the XSRF token as the second websocket subprotocol entry.
         subprotocols = ["streamlit"] + ([self.xsrf_token] if self.xsrf_token else [])
         self.websocket = await connect(
@@ -213,7 +222,9 @@ class BrowserSession:
             ping_interval=None)  # the frontend sends no websocket pings
 
     def _cookie_header(self) -> dict[str, str]:
-        return {"Cookie": f"{XSRF_COOKIE}={self.xsrf_token}"} if self.xsrf_token else {}
+        if not self.cookies:
+            return {}
+        return {"Cookie": "; ".join(f"{name}={value}" for name, value in self.cookies.items())}
 
     async def open_page(self, url_pathname: str) -> RunResult:
         """Run a page as a browser opening http://host/<url_pathname> does: by name, hash unknown."""
@@ -250,8 +261,8 @@ class BrowserSession:
         urls = {image.url for element in result.elements.values()
                 if element.WhichOneof("type") == "imgs" for image in element.imgs.imgs}
         new = sorted(url for url in urls - self.fetched_media if url.startswith("/media/"))
-        replies = await asyncio.gather(*(http_request(self.host, self.port, "GET", url)
-                                         for url in new))
+        replies = await asyncio.gather(*(http_request(self.host, self.port, "GET", url,
+                                                      self._cookie_header()) for url in new))
         for url, (status, _, _) in zip(new, replies):
             if status != 200:
                 result.exceptions.append(f"media {url} answered {status}")

@@ -18,7 +18,7 @@ class Settings:
     data_dir: Path  # dataset root: <root>/<class>/* or <root>/<split>/<class>/*
     models_dir: Path  # one sub-folder per trained model (model.keras + model.json)
     var_dir: Path  # git-ignored runtime state: caches, the quiz database
-    db_path: Path  # SQLite file for quiz answers
+    database: str  # quiz answers: a SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...) or a SQLite file path
     instructor_password: str | None  # None turns the instructor view off
 
     @property
@@ -34,7 +34,7 @@ class Settings:
             data_dir=Path(env.get("HEMATOVISION_DATA", REPO_ROOT / "data")),
             models_dir=Path(env.get("HEMATOVISION_MODELS", REPO_ROOT / "models")),
             var_dir=var_dir,
-            db_path=Path(env.get("HEMATOVISION_DB", var_dir / "quiz.sqlite3")),
+            database=str(env.get("HEMATOVISION_DB") or f"sqlite:///{var_dir / 'quiz.sqlite3'}"),
             instructor_password=env.get("HEMATOVISION_INSTRUCTOR_PASSWORD") or None,
         )
 

@@ -343,20 +343,36 @@ def answer_classes(answers: Sequence[Answer]) -> list[str]:
     return sorted({a.truth for a in answers} | {a.answer for a in answers})
 
 
+# Each figure below is a tally (here over `Answer` objects; in `class_report`, GROUP BY in SQL)
+# turned into a table by a `*_frame` function both share, so the two give the same tables.
+
+
+ClassTally = tuple[int, int, int, int]  # answered, correct, judged by the model, model correct
+
+
 def class_accuracy(answers: Sequence[Answer], classes: Sequence[str]) -> pd.DataFrame:
     """One row per class: answered, correct, accuracy, and the model's accuracy on those images."""
+    tallies: dict[str, ClassTally] = {}
+    for answer in answers:
+        answered, correct, judged, model_correct = tallies.get(answer.truth, (0, 0, 0, 0))
+        tallies[answer.truth] = (answered + 1, correct + answer.correct,
+                                 judged + (answer.model_answer is not None),
+                                 model_correct + bool(answer.model_correct))
+    return class_accuracy_frame(tallies, classes)
+
+
+def class_accuracy_frame(tallies: dict[str, ClassTally], classes: Sequence[str]) -> pd.DataFrame:
+    """`class_accuracy` from per-class tallies (classes with no answer: NaN accuracies)."""
     rows = []
     for label in classes:
-        mine = [a for a in answers if a.truth == label]
-        judged = [a for a in mine if a.model_answer is not None]
+        answered, correct, judged, model_correct = tallies.get(label, (0, 0, 0, 0))
         rows.append({
             "class": label,
             "cell": display_name(label),
-            "answered": len(mine),
-            "correct": sum(a.correct for a in mine),
-            "accuracy": sum(a.correct for a in mine) / len(mine) if mine else np.nan,
-            "model_accuracy": (sum(bool(a.model_correct) for a in judged) / len(judged)
-                               if judged else np.nan),
+            "answered": answered,
+            "correct": correct,
+            "accuracy": correct / answered if answered else np.nan,
+            "model_accuracy": model_correct / judged if judged else np.nan,
         })
     return pd.DataFrame(rows, columns=["class", "cell", "answered", "correct", "accuracy",
                                        "model_accuracy"])
@@ -364,19 +380,29 @@ def class_accuracy(answers: Sequence[Answer], classes: Sequence[str]) -> pd.Data
 
 def confusion_matrix(answers: Sequence[Answer], classes: Sequence[str]) -> np.ndarray:
     """(num_classes, num_classes) counts: rows are the true class, columns the student's answer."""
+    return confusion_matrix_from_counts(Counter((a.truth, a.answer) for a in answers), classes)
+
+
+def confusion_matrix_from_counts(counts: dict[tuple[str, str], int],
+                                 classes: Sequence[str]) -> np.ndarray:
+    """`confusion_matrix` from (truth, answer) -> count; pairs outside `classes` are left out."""
     index = {label: i for i, label in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=int)
-    for answer in answers:
-        if answer.truth in index and answer.answer in index:
-            matrix[index[answer.truth], index[answer.answer]] += 1
+    for (truth, given), count in counts.items():
+        if truth in index and given in index:
+            matrix[index[truth], index[given]] += count
     return matrix
 
 
 def confused_pairs(answers: Sequence[Answer], top: int = 5) -> pd.DataFrame:
     """The most frequent mistakes: true class, answer given, count."""
-    counts = Counter((a.truth, a.answer) for a in answers if not a.correct)
+    return confused_pairs_frame(Counter((a.truth, a.answer) for a in answers if not a.correct), top)
+
+
+def confused_pairs_frame(mistakes: dict[tuple[str, str], int], top: int = 5) -> pd.DataFrame:
+    """`confused_pairs` from (truth, wrong answer) -> count: most frequent first, ties by name."""
     rows = [{"truth": display_name(t), "answered as": display_name(g), "count": n}
-            for (t, g), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]]
+            for (t, g), n in sorted(mistakes.items(), key=lambda item: (-item[1], item[0]))[:top]]
     return pd.DataFrame(rows, columns=["truth", "answered as", "count"])
 
 
@@ -393,9 +419,14 @@ def hardest_images(answers: Sequence[Answer], top: int = 8) -> pd.DataFrame:
             "truth": attempts[0].truth,
             "attempts": len(attempts),
             "accuracy": sum(a.correct for a in attempts) / len(attempts),
-            "common_mistake": wrong.most_common(1)[0][0] if wrong else "",
+            "common_mistake": wrong.most_common(1)[0][0] if wrong else "",  # ties: the first made
             "model_answer": attempts[0].model_answer or "",
         })
+    return hardest_images_frame(rows, top)
+
+
+def hardest_images_frame(rows: list[dict], top: int = 8) -> pd.DataFrame:
+    """`hardest_images` from one row per image, in any order."""
     frame = pd.DataFrame(rows, columns=["image_id", "truth", "attempts", "accuracy",
                                         "common_mistake", "model_answer"])
     return frame.sort_values(["accuracy", "attempts", "image_id"],
@@ -414,6 +445,11 @@ def student_results(answers: Sequence[Answer]) -> pd.DataFrame:
                      "answered": result.answered, "correct": result.correct,
                      "accuracy": result.accuracy, "points": result.points,
                      "model_accuracy": result.model_accuracy if result.model_answered else np.nan})
+    return student_results_frame(rows)
+
+
+def student_results_frame(rows: list[dict]) -> pd.DataFrame:
+    """`student_results` from one row per session in the order of their first answers."""
     frame = pd.DataFrame(rows, columns=["session_id", "nickname", "answered", "correct", "accuracy",
                                         "points", "model_accuracy"])
     return frame.sort_values(["points", "nickname"], ascending=[False, True]).reset_index(drop=True)

@@ -147,7 +147,7 @@ def record_answer(state: dict, given: str) -> None:
                               given, seconds, state["hint"])
     state["answers"].append(answer)
     try:
-        storage.save_answer(settings.db_path, answer)
+        storage.save_answer(settings.database, answer)
     except storage.StorageError as error:
         state["save_error"] = str(error)
     if view is not None:

@@ -7,7 +7,7 @@ import uuid
 import streamlit as st
 
 from app_support import disclaimer, get_settings, show_image
-from hematovision_core import charts, login_guard, quiz, storage
+from hematovision_core import charts, class_report, login_guard, quiz, storage
 from hematovision_core.quiz_pool import image_path
 
 st.set_page_config(page_title="Instructor · HematoVision", page_icon=":material/school:",
@@ -52,9 +52,8 @@ def code_ui(summaries: list[storage.QuizCodeSummary]) -> str:
                                  f"{by_code[code].answers} answers, last {by_code[code].last_answer}")
 
 
-def hardest_images_ui(answers: list[quiz.Answer]) -> None:
+def hardest_images_ui(hardest) -> None:
     """The images the class got wrong most often, as thumbnails."""
-    hardest = quiz.hardest_images(answers, top=8)
     hardest = hardest[hardest["accuracy"] < 1]
     if hardest.empty:
         st.caption("Every image was answered right by everyone.")
@@ -83,7 +82,7 @@ if not password_ui(password):
     st.stop()
 
 try:
-    summaries = storage.quiz_codes(settings.db_path)
+    summaries = storage.quiz_codes(settings.database)
 except storage.StorageError as error:
     st.error(str(error))
     st.stop()
@@ -92,15 +91,17 @@ if not summaries:
     st.stop()
 
 code = code_ui(summaries)
-answers = storage.load_answers(settings.db_path, quiz_code=code)
-students = quiz.student_results(answers)
-versus = quiz.human_vs_model(answers)
-classes = quiz.answer_classes(answers)
+try:  # the figures are computed in the database: no page run loads every answer
+    report = class_report.class_report(settings.database, code)
+except storage.StorageError as error:
+    st.error(str(error))
+    st.stop()
+students, versus, classes = report.students, report.versus, report.classes
 
 columns = st.columns(4)
 columns[0].metric("Students", len(students))
-columns[1].metric("Answers", len(answers))
-columns[2].metric("Class accuracy", f"{quiz.score(answers).accuracy:.0%}")
+columns[1].metric("Answers", report.answers)
+columns[2].metric("Class accuracy", f"{report.accuracy:.0%}")
 columns[3].metric("Model accuracy (same images)",
                   f"{versus.model_correct / versus.answered:.0%}" if versus.answered else "-")
 
@@ -109,23 +110,25 @@ left.plotly_chart(charts.score_histogram(students["accuracy"]), key="score_histo
 right.plotly_chart(charts.human_vs_model_bars(versus, title="Class vs Model"),
                    key="human_vs_model")
 left, right = st.columns(2)
-left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers, classes),
-                                                  who="Class"), key="class_accuracy")
+left.plotly_chart(charts.class_accuracy_bars(report.class_accuracy, who="Class"),
+                  key="class_accuracy")
 right.plotly_chart(charts.confusion_matrix_heatmap(
-    quiz.confusion_matrix(answers, classes), [quiz.display_name(c) for c in classes],
+    report.confusion, [quiz.display_name(c) for c in classes],
     title="What the class mistakes for what", answered="answer", truth="true cell"),
     key="class_confusion")
 
 st.subheader("Most confused pairs")
-st.dataframe(quiz.confused_pairs(answers, top=8), hide_index=True, key="confused_pairs")
+st.dataframe(report.confused_pairs, hide_index=True, key="confused_pairs")
 st.subheader("Hardest images")
-hardest_images_ui(answers)
+hardest_images_ui(report.hardest_images)
 st.subheader("Students")
 st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
              column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                             "model_accuracy": st.column_config.NumberColumn(format="percent")})
 # A callable: the CSV is made on the click and only then gets a media URL; handing bytes here
 # would store it under a URL anyone could fetch, no password asked, until well after this
-# session ends. The callable itself is dropped with the session.
-st.download_button("Download all answers (CSV)", lambda: quiz.answers_csv(answers),
+# session ends. The callable itself is dropped with the session. Only the click loads every row.
+database = settings.database
+st.download_button("Download all answers (CSV)",
+                   lambda: quiz.answers_csv(storage.load_answers(database, quiz_code=code)),
                    file_name=f"quiz-{code}.csv", mime="text/csv", key="export_csv")

@@ -140,3 +140,54 @@ def owning_classifier(owning_model_folder, tiny_classifier):
 
     metadata = json.loads((owning_model_folder / "model.json").read_text())
     return Classifier(tiny_classifier.runtime, metadata, owning_model_folder)
+
+
+# ---- answer databases: SQLite here, PostgreSQL when HEMATOVISION_TEST_POSTGRES_URL is set ----
+
+POSTGRES_URL_VARIABLE = "HEMATOVISION_TEST_POSTGRES_URL"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database of its own for one test, dropped afterwards.
+
+    HEMATOVISION_TEST_POSTGRES_URL names a database on a server where its user may create
+    databases (`.ci/run` starts one). Unset: the test is skipped; set but unusable: it fails.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from hematovision_core import database
+
+    base = os.environ.get(POSTGRES_URL_VARIABLE)
+    if not base:
+        pytest.skip(f"{POSTGRES_URL_VARIABLE} is not set")
+    name = f"hv_test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    quoted = admin.dialect.identifier_preparer.quote(name)
+    with admin.connect() as connection:  # no Core construct for CREATE DATABASE
+        connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        database.dispose_engine(url)
+        with admin.connect() as connection:  # FORCE: a killed test's sessions go too
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """The URL of an empty answers database of this test's own, on each backend in turn."""
+    from hematovision_core import database
+
+    if request.param == "postgres":
+        yield request.getfixturevalue("postgres_url")
+        return
+    url = f"sqlite:///{tmp_path / 'var' / 'quiz.sqlite3'}"
+    yield url
+    database.dispose_engine(url)

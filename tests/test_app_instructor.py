@@ -39,8 +39,9 @@ def scripted_class(data: Path) -> list[quiz.Answer]:
 
 
 @pytest.fixture
-def instructor_env(tmp_path, monkeypatch):
-    db = tmp_path / "var" / "quiz.sqlite3"
+def instructor_env(database_url, tmp_path, monkeypatch):
+    """The scripted class in a database of the test's own, SQLite and then PostgreSQL."""
+    db = database_url
     storage.save_answers(db, scripted_class(tmp_path / "data"))
     for name, value in {"HEMATOVISION_DATA": tmp_path / "data", "HEMATOVISION_VAR": tmp_path / "var",
                         "HEMATOVISION_DB": db, "HEMATOVISION_MODELS": tmp_path / "models"}.items():
