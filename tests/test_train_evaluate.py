@@ -168,10 +168,12 @@ def test_evaluate_perturb_changes_what_the_model_sees_real_data(trained_folder, 
     assert "perturbed: blur=3, jpeg=10" in capsys.readouterr().out
     classifier = Classifier.load(trained_folder)
     records, _ = evaluate.select_records(trained_folder, shared_data / "pbc", "test")
-    _, plain, _, _ = evaluate.record_outputs(classifier, records[:4])
-    _, blurred, _, _ = evaluate.record_outputs(classifier, records[:4],
+    # One epoch on 56 images leaves this model's probabilities flat (1/8 each); its pooled
+    # features, and so its out-of-domain scores, still show what it was shown.
+    _, _, plain, _ = evaluate.record_outputs(classifier, records[:4])
+    _, _, blurred, _ = evaluate.record_outputs(classifier, records[:4],
                                                perturb=compose([("blur", 3.0)]))
-    assert np.abs(plain - blurred).max() > 1e-4
+    assert np.abs(plain - blurred).max() > 1e-3 * np.abs(plain).max()
 
 
 def test_evaluate_rejects_an_unknown_perturbation(tiny_model_folder, shared_data, capsys):
