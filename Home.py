@@ -103,6 +103,30 @@ else:
                 matrix, classifier.display_names, f"Confusion matrix ({split})"),
                 key="confusion_matrix")
 
+calibration = metadata.get("calibration")
+if calibration and calibration.get("reliability"):
+    chart_column, text_column = st.columns([1.2, 1])
+    chart_column.plotly_chart(charts.reliability_diagram(
+        calibration["reliability"], "Reliability (cross-validated, validation images)"),
+        key="reliability")
+    text_column.markdown(
+        f"**What the probabilities mean.** Of the images given, say, 80%, about 80% are right: "
+        f"the temperature {calibration['temperature']:.2f} (was "
+        f"{calibration['temperature_before']:.2f}) was fit on {calibration['fit_on']}. "
+        f"Cross-validated calibration error (ECE): {calibration['cross_validated_ece']:.3f}. "
+        "They hold for images like the training images only."
+        + (f"\n\n{calibration['note']}" if calibration.get("note") else ""))
+guard = metadata.get("ood")
+if guard:
+    rates = guard.get("flag_rates") or {}
+    st.markdown(
+        f"**Out-of-domain guard.** Images unlike the ones this model learned from (another lab, "
+        f"stain or magnification) are flagged ({guard['score']} score on the pooled features; "
+        f"threshold set on {guard.get('threshold_on', 'validation images')} to flag about "
+        f"{guard.get('false_flag_rate', 0.05):.0%} of them)."
+        + (f" Internal test split flagged: {rates['test']:.1%}." if "test" in rates else "")
+        + (f" {guard['outside']} flagged: {rates['outside']:.1%}." if "outside" in rates else ""))
+
 history = model_card.read_history(classifier.folder) if classifier.folder else None
 if history:
     st.plotly_chart(charts.training_curves(history), key="training_curves")

@@ -143,6 +143,20 @@ def cached_predictions(cache_dir: Path, classifier, source):
         cache_dir, classifier, source))
 
 
+def domain_flags(classifier, predictions):
+    """The out-of-domain verdict of each image of a cached split (None without a guard),
+    computed from its cached features once per cache folder and guard."""
+    from hematovision_core import explorer
+
+    if classifier.guard is None or predictions is None:
+        return None
+    key = (str(predictions.folder), (classifier.metadata.get("ood") or {}).get("sha256"),
+           classifier.guard.threshold)
+    scores = app_cache.once("domain_scores", key,
+                            lambda: explorer.domain_scores(predictions, classifier.guard))
+    return classifier.guard.flags(scores)
+
+
 def quiz_sources(classifier, data_dir: Path) -> list[str]:
     """Dataset folders a quiz of this model may draw from, besides its own split."""
     from hematovision_core.quiz_pool import unseen_datasets

@@ -15,11 +15,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from hematovision_core.calibration import apply_temperature
 from hematovision_core.csv_safety import to_csv
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
 from hematovision_core.model_io import dataset_name
+from hematovision_core.ood import NOTICE
 from hematovision_core.preprocessing import ImageError, to_model_input
 
 UNCERTAIN_BELOW = 0.60  # top calibrated probability under this: the model is unsure
@@ -117,8 +117,7 @@ def classify_files(classifier, files: Sequence[tuple[str, bytes]],
     if not good:
         return [], failures
     forward = classifier.forward(np.stack([item[3] for item in good]))
-    predictions = classifier.predictions_from_probabilities(
-        apply_temperature(forward.logits, classifier.temperature))
+    predictions = classifier.predictions(forward)  # calibrated, with the out-of-domain verdict
     results = [
         ImageResult(name, digest, image_rgb, pixels, prediction,
                     uncertainty(prediction, classifier.display_names), true_label, class_maps)
@@ -129,8 +128,10 @@ def classify_files(classifier, files: Sequence[tuple[str, bytes]],
 
 
 def results_rows(results: Sequence[ImageResult], display_names: Sequence[str]) -> list[dict]:
-    """One plain row per result: file, prediction, confidence, uncertain, runner-up."""
+    """One plain row per result: file, prediction, confidence, uncertain, runner-up, and
+    whether the image is unlike the model's training images (with a sentence saying so)."""
     rows = []
+    guarded = any(result.prediction.out_of_domain is not None for result in results)
     for result in results:
         (_, _), (second, p_second) = result.prediction.top(2)
         row = {
@@ -141,6 +142,10 @@ def results_rows(results: Sequence[ImageResult], display_names: Sequence[str]) -
             "runner_up": display_names[second],
             "runner_up_probability": round(p_second, 4),
         }
+        if guarded:  # a model without a guard has no verdict: no column, rather than "False"
+            row.update(out_of_domain=bool(result.prediction.out_of_domain),
+                       ood_score=round(float(result.prediction.ood_score), 2),
+                       note=NOTICE if result.prediction.out_of_domain else "")
         if any(r.true_label for r in results):
             row["true_label"] = result.true_label or ""
         rows.append(row)

@@ -112,6 +112,29 @@ def training_curves(history: Mapping) -> go.Figure:
     return _compact(figure, 360)
 
 
+def reliability_diagram(bins: Sequence[Mapping], title: str = "Reliability diagram"
+                        ) -> go.Figure:
+    """Accuracy against stated confidence per bin (`metrics.reliability_bins`): points below
+    the diagonal are overconfident, above it underconfident; marker size = images in the bin."""
+    if not bins:
+        raise ValueError("no reliability bins to draw")
+    sizes = np.array([b["n"] for b in bins], dtype=float)
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                                line=dict(dash="dot", color="grey")))
+    figure.add_trace(go.Scatter(
+        x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="lines+markers",
+        name="model", line=dict(color=ACCENT),
+        marker=dict(size=(8 + 22 * np.sqrt(sizes / sizes.max())).tolist()),
+        customdata=[[b["n"]] for b in bins],
+        hovertemplate="confidence %{x:.0%}: right %{y:.0%} of %{customdata[0]} images"
+                      "<extra></extra>"))
+    figure.update_xaxes(title="stated confidence", tickformat=".0%", range=[0, 1.02])
+    figure.update_yaxes(title="share right", tickformat=".0%", range=[0, 1.02])
+    figure.update_layout(title=title, legend=dict(orientation="h", y=-0.25))
+    return _compact(figure, 360)
+
+
 # Quiz and instructor view ----------------------------------------------------------------------
 
 HUMAN_COLOUR = "#1f77b4"

@@ -91,7 +91,8 @@ def main(argv=None) -> int:
         fold_set = fold_records(records, fold_numbers, fold)
         datasets.write_manifest(fold_set, dataset.root, manifest)
         options = train.parse_args(["--data", str(args.data), "--out", str(folder),
-                                    "--manifest", str(manifest), "--select", "last"]
+                                    "--manifest", str(manifest), "--select", "last",
+                                    "--skip-ood"]
                                    + train_options)
         train.train(options)
         answers = out_of_fold_predictions(folder, fold_set, dataset.root, fold)

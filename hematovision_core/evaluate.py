@@ -46,47 +46,97 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
     return records, f"manifest split '{wanted}'"
 
 
-def record_probabilities(classifier, records, batch_size: int = 32, progress=None):
-    """Calibrated probabilities for image records (anything with a `.path`), preprocessed batch
-    by batch; `progress(done, total)` is called after each batch.
+def record_outputs(classifier, records, batch_size: int = 32, progress=None, perturb=None):
+    """Calibrated probabilities and out-of-domain scores for image records (anything with a
+    `.path`), preprocessed batch by batch; `progress(done, total)` is called after each batch.
+    `perturb`, if given, changes each decoded image (uint8 RGB array -> array) before the
+    model's crop and resize, as a lab's camera or stain would (perturb.py).
 
     Returns:
-        (records that decoded, probabilities (len(those), num_classes), one message per
-        unreadable or vanished file).
+        (records that decoded, probabilities (len(those), num_classes), out-of-domain scores
+        (len(those),) or None for a model without a guard, one message per unreadable or
+        vanished file).
     """
-    from hematovision_core.preprocessing import ImageError
+    from hematovision_core.calibration import apply_temperature
+    from hematovision_core.preprocessing import ImageError, load_image
 
-    kept, chunks, unreadable = [], [], []
+    guarded = getattr(classifier, "guard", None) is not None
+    kept, chunks, scores, unreadable = [], [], [], []
     for start in range(0, len(records), batch_size):
         arrays = []
         for record in records[start:start + batch_size]:
             try:
-                arrays.append(classifier.prepare(record.path))
+                source = record.path if perturb is None \
+                    else perturb(np.asarray(load_image(record.path)))
+                arrays.append(classifier.prepare(source))
                 kept.append(record)
             except (ImageError, OSError) as error:
                 unreadable.append(f"{Path(record.path).name}: {error}")
         if arrays:
-            chunks.append(classifier.probabilities(np.stack(arrays)))
+            output = classifier.forward(np.stack(arrays))
+            chunks.append(apply_temperature(output.logits, classifier.temperature))
+            if guarded:
+                scores.append(classifier.ood_scores(output))
         if progress:
             progress(min(start + batch_size, len(records)), len(records))
     empty = np.zeros((0, len(classifier.classes)), np.float32)
-    return kept, (np.concatenate(chunks) if chunks else empty), unreadable
+    return (kept, (np.concatenate(chunks) if chunks else empty),
+            (np.concatenate(scores) if scores else np.zeros(0)) if guarded else None, unreadable)
+
+
+def record_probabilities(classifier, records, batch_size: int = 32, progress=None):
+    """`record_outputs` without the out-of-domain scores: (kept, probabilities, unreadable)."""
+    kept, probabilities, _, unreadable = record_outputs(classifier, records, batch_size, progress)
+    return kept, probabilities, unreadable
+
+
+def domain_figures(classifier, known_scores, unknown_scores, known_correct) -> dict:
+    """out_of_domain_rate over every evaluated image (known class or not), and accuracy on the
+    images of known classes the guard lets through; None where the model has no guard."""
+    if known_scores is None:
+        return {"out_of_domain_rate": None, "accuracy_unflagged": None, "n_unflagged": None}
+    known_flags = classifier.guard.flags(known_scores)
+    every = np.concatenate([known_flags, classifier.guard.flags(unknown_scores)])
+    passed = ~known_flags
+    return {"out_of_domain_rate": float(every.mean()) if len(every) else 0.0,
+            "n_flagged": int(every.sum()),
+            "accuracy_unflagged": float(np.mean(known_correct[passed])) if passed.any() else None,
+            "n_unflagged": int(passed.sum()),
+            "ood_score": classifier.guard.score_name,
+            "ood_threshold": classifier.guard.threshold}
 
 
 def evaluate(model_folder: Path, data_dir: Path, split: str | None = None,
-             batch_size: int = 32, classifier=None) -> dict:
-    """Classify every selected image and summarize; returns the JSON-ready report."""
+             batch_size: int = 32, classifier=None, perturbations=(), limit: int | None = None,
+             ) -> dict:
+    """Classify every selected image and summarize; returns the JSON-ready report.
+
+    `perturbations`: (name, level) pairs applied to every image (perturb.py); `limit`: at most
+    this many images, a class-stratified sample (seed 0), for quick robustness tables.
+    """
     from hematovision_core.predict import Classifier
 
     classifier = classifier or Classifier.load(model_folder)
     records, source = select_records(Path(model_folder), Path(data_dir), split)
+    if limit and len(records) > limit:
+        records, source = stratified_sample(records, limit), f"{source}, stratified sample of {limit}"
+    perturb = None
+    if perturbations:
+        from hematovision_core.perturb import compose
+
+        perturb = compose(perturbations)
     index_of = {c.lower(): i for i, c in enumerate(classifier.classes)}
     known = [r for r in records if r.label in index_of]
     unknown = [r for r in records if r.label not in index_of]
-    kept, probabilities, unreadable = record_probabilities(classifier, known, batch_size)
-    report = summarize([index_of[r.label] for r in kept], probabilities, classifier.classes)
-    unknown_kept, unknown_probabilities, unreadable_unknown = record_probabilities(
-        classifier, unknown, batch_size)
+    kept, probabilities, known_scores, unreadable = record_outputs(
+        classifier, known, batch_size, perturb=perturb)
+    truth = np.array([index_of[r.label] for r in kept], int)
+    report = summarize(truth, probabilities, classifier.classes)
+    unknown_kept, unknown_probabilities, unknown_scores, unreadable_unknown = record_outputs(
+        classifier, unknown, batch_size, perturb=perturb)
+    report.update(domain_figures(classifier, known_scores, unknown_scores,
+                                 probabilities.argmax(axis=1) == truth if len(truth)
+                                 else np.zeros(0, bool)))
     unreadable += unreadable_unknown
     called = Counter()
     for record, row in zip(unknown_kept, unknown_probabilities):
@@ -102,8 +152,21 @@ def evaluate(model_folder: Path, data_dir: Path, split: str | None = None,
             for label, n in sorted(Counter(r.label for r in unknown).items())
         },
         unreadable=unreadable,
+        perturbations={name: level for name, level in perturbations},
     )
     return report
+
+
+def stratified_sample(records, limit: int, seed: int = 0):
+    """About `limit` records, each class keeping its share (at least one image), in order."""
+    rng = np.random.default_rng(seed)
+    labels = sorted({r.label for r in records})
+    chosen = []
+    for label in labels:
+        rows = [i for i, r in enumerate(records) if r.label == label]
+        take = max(1, round(limit * len(rows) / len(records)))
+        chosen += rng.permutation(rows)[:take].tolist()
+    return [records[i] for i in sorted(chosen)]
 
 
 def format_report(report: dict) -> str:
@@ -113,6 +176,22 @@ def format_report(report: dict) -> str:
         f"  images {report['n']}   accuracy {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}"
         f"   balanced accuracy {report['balanced_accuracy']:.4f}"
         f"   top-2 {report['top2_accuracy']:.4f}   ECE {report['ece']:.4f}",
+    ]
+    if report.get("perturbations"):
+        lines.append("  perturbed: " + ", ".join(f"{name}={level:g}" for name, level
+                                                 in report["perturbations"].items()))
+    if report.get("out_of_domain_rate") is not None:
+        unflagged = report["accuracy_unflagged"]
+        total = report["n"] + report["unknown_class_images"]
+        lines.append(
+            f"  out of domain: {report['out_of_domain_rate']:.1%} of all {total} images "
+            f"flagged ({report['ood_score']} score)   "
+            f"accuracy on the {report['n_unflagged']} unflagged images of known classes "
+            + (f"{unflagged:.4f}" if unflagged is not None else "n/a"))
+    else:
+        lines.append("  out of domain: this model has no guard "
+                     "(python -m hematovision_core.ood --model ...)")
+    lines += [
         "",
         f"  {'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}",
     ]
@@ -140,13 +219,23 @@ def main(argv=None) -> int:
     parser.add_argument("--split", help="split folder or manifest split (train, val, test)")
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--perturb", action="append", default=[], metavar="NAME=LEVEL",
+                        help="change every image before the model sees it (repeatable): "
+                             "brightness, contrast, blur, hue, saturation, stain, jpeg; "
+                             "see perturb.py for what each level means")
+    parser.add_argument("--limit", type=int,
+                        help="evaluate a class-stratified sample of at most this many images")
     parser.add_argument("--record", metavar="KEY",
                         help="also store the figures in the model's model.json under metrics.KEY "
                              "(e.g. augmented_test), for the model card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        report = evaluate(args.model, args.data, args.split, args.batch_size)
+        from hematovision_core.perturb import parse_perturbation
+
+        perturbations = [parse_perturbation(text) for text in args.perturb]
+        report = evaluate(args.model, args.data, args.split, args.batch_size,
+                          perturbations=perturbations, limit=args.limit)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from hematovision_core.split_predictions import SplitPredictions, SplitSource
 ALL = "all"  # the split name for every image of a folder
 SPLIT_ORDER = ("test", "val", "train", ALL)  # the held-out split first: where errors matter
 OUTCOMES = ("all", "correct", "wrong")
+DOMAINS = ("all", "in", "out")  # every image, those like the training images, those unlike
 PAGE_SIZE = 24
 
 
@@ -37,8 +38,11 @@ class Filters:
     predicted_label: str | None = None
     outcome: str = "all"  # one of OUTCOMES
     confidence: tuple[float, float] = (0.0, 1.0)  # inclusive range of the top probability
+    domain: str = "all"  # one of DOMAINS: the out-of-domain guard's verdict
 
     def __post_init__(self):
+        if self.domain not in DOMAINS:
+            raise ValueError(f"domain must be one of {DOMAINS}, got {self.domain!r}")
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
         low, high = self.confidence
@@ -188,10 +192,21 @@ def class_distribution(classifier, data_dir: Path, dataset: str,
 # ----------------------------------------------------------------------------- predictions
 
 
-def prediction_table(predictions: SplitPredictions) -> pd.DataFrame:
-    """One row per image: path, label, predicted, confidence, correct, known, x, y.
+def domain_scores(predictions: SplitPredictions, guard) -> np.ndarray | None:
+    """The out-of-domain guard's (N,) scores from the cached logits and pooled features (no
+    model call), or None for a model without a guard."""
+    if guard is None:
+        return None
+    return guard.scores(predictions.logits, np.asarray(predictions.features(), np.float32))
+
+
+def prediction_table(predictions: SplitPredictions, ood_flags: np.ndarray | None = None,
+                     ) -> pd.DataFrame:
+    """One row per image: path, label, predicted, confidence, correct, known, out_of_domain,
+    x, y.
 
     `known` says the true label is one of the model's classes (it cannot be right otherwise);
+    `out_of_domain` is the guard's verdict (`ood_flags`, None for a model without a guard);
     the index is the row number in `predictions`, which the map's points carry.
     """
     classes = np.array(predictions.classes)
@@ -207,6 +222,8 @@ def prediction_table(predictions: SplitPredictions) -> pd.DataFrame:
         "confidence": probabilities.max(axis=1) if len(probabilities) else np.zeros(0),
         "correct": labels == predicted,
         "known": known,
+        "out_of_domain": (np.asarray(ood_flags, bool) if ood_flags is not None
+                          else np.full(len(labels), None, dtype=object)),
         "x": predictions.coords[:, 0],
         "y": predictions.coords[:, 1],
     })
@@ -223,6 +240,9 @@ def apply_filters(table: pd.DataFrame, filters: Filters) -> pd.DataFrame:
         keep &= table["correct"].to_numpy()
     elif filters.outcome == "wrong":
         keep &= ~table["correct"].to_numpy()
+    if filters.domain != "all":
+        flagged = table["out_of_domain"].to_numpy() == True  # noqa: E712 (None: no guard)
+        keep &= flagged if filters.domain == "out" else ~flagged
     low, high = filters.confidence
     confidence = table["confidence"].to_numpy()
     keep &= (confidence >= low - 1e-9) & (confidence <= high + 1e-9)

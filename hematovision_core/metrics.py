@@ -80,3 +80,19 @@ def summarize(y_true, probabilities: np.ndarray, classes: list[str]) -> dict:
         "classes": list(classes),
         "confusion_matrix": confusion.tolist(),
     }
+
+
+def reliability_bins(y_true, probabilities: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per equal-width confidence bin: images, mean confidence and accuracy (the points of a
+    reliability diagram; a calibrated model's lie on the diagonal). Empty bins are left out."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            rows.append({"low": float(low), "high": float(high), "n": int(in_bin.sum()),
+                         "confidence": float(confidence[in_bin].mean()),
+                         "accuracy": float(correct[in_bin].mean())})
+    return rows

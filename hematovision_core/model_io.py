@@ -94,7 +94,18 @@ def read_metadata(folder: str | Path) -> dict:
         raise ModelFolderError(
             f"{runtime_path} does not match the checksum in {metadata_path.name}; export it again "
             f"with `python -m hematovision_core.export --model {folder}`.")
+    guard = metadata.get("ood")  # optional: the out-of-domain guard's file (ood.py)
+    if guard and file_sha256_or_none(folder / guard.get("file", "ood.npz")) != guard.get("sha256"):
+        raise ModelFolderError(
+            f"{folder / guard.get('file', 'ood.npz')} is missing or does not match the checksum "
+            f"in {metadata_path.name}; fit it again with "
+            f"`python -m hematovision_core.ood --model {folder}`.")
     return metadata
+
+
+def file_sha256_or_none(path: Path) -> str | None:
+    """The file's sha256, or None when it is not a file."""
+    return file_sha256(path) if Path(path).is_file() else None
 
 
 def write_model_folder(model, folder: str | Path, metadata: dict) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.heatmap import Heatmap, cam_heatmap
 from hematovision_core.model_io import TTA_VIEWS, ModelFolderError, read_metadata
+from hematovision_core.ood import load_guard
 from hematovision_core.preprocessing import ImageSource, model_view, preprocess
 from hematovision_core.runtime import ForwardPass, OnnxModel
 
@@ -44,6 +45,10 @@ class Prediction:
     label: str  # class name as in model.json
     display_name: str
     confidence: float  # calibrated probability of the top class
+    # The model folder's out-of-domain guard (ood.py): True when the image is unlike the images
+    # the model learned from; None for a model without a guard.
+    out_of_domain: bool | None = None
+    ood_score: float | None = None  # the guard's score, higher = less familiar
 
     def top(self, k: int = 2) -> list[tuple[int, float]]:
         """The k most probable (class_index, probability) pairs, best first."""
@@ -69,6 +74,7 @@ class Classifier:
             raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
                                    f"expected one of {tuple(TTA_VIEWS)}.")
         self.views = TTA_VIEWS[self.tta]  # forward passes per image
+        self.guard = load_guard(folder, metadata)  # None: no out-of-domain guard in the folder
 
     @property
     def name(self) -> str:
@@ -133,17 +139,41 @@ class Classifier:
         """Grad-CAM at the last block for one image's class maps (from `forward`)."""
         return cam_heatmap(class_maps, class_index, self.input_size)
 
-    def predictions_from_probabilities(self, probabilities: np.ndarray) -> list[Prediction]:
+    def predictions_from_probabilities(self, probabilities: np.ndarray,
+                                       ood_scores: np.ndarray | None = None) -> list[Prediction]:
+        """One Prediction per row, with the guard's verdict where its scores are given."""
+        flags = self.guard.flags(ood_scores) if ood_scores is not None and self.guard else None
         out = []
-        for row in probabilities:
+        for number, row in enumerate(probabilities):
             index = int(np.argmax(row))
-            out.append(Prediction(row, index, self.classes[index], self.display_names[index],
-                                  float(row[index])))
+            out.append(Prediction(
+                row, index, self.classes[index], self.display_names[index], float(row[index]),
+                None if flags is None else bool(flags[number]),
+                None if flags is None else float(ood_scores[number])))
         return out
+
+    def ood_scores(self, output: ForwardPass) -> np.ndarray | None:
+        """The guard's (N,) scores for a forward pass, or None without a guard."""
+        return self.guard.scores(output.logits, output.pooled) if self.guard else None
+
+    def predictions(self, output: ForwardPass) -> list[Prediction]:
+        """Calibrated predictions, with the out-of-domain verdict, from one forward pass."""
+        return self.predictions_from_probabilities(
+            apply_temperature(output.logits, self.temperature), self.ood_scores(output))
 
     def classify_arrays(self, batch: np.ndarray, batch_size: int = 32) -> list[Prediction]:
         """Classify already preprocessed images (N, size, size, 3) in [-1, 1]."""
-        return self.predictions_from_probabilities(self.probabilities(batch, batch_size))
+        return self.predictions(self.forward(batch, batch_size))
+
+    def classify_view(self, image_rgb: np.ndarray) -> Prediction:
+        """Classify one (h, w, 3) uint8 image already cropped as this model looks at it (the
+        image shown on Classify), e.g. after a what-if perturbation."""
+        from PIL import Image
+
+        from hematovision_core.preprocessing import to_model_input
+
+        pixels = to_model_input(Image.fromarray(np.asarray(image_rgb, np.uint8)), self.input_size)
+        return self.classify_arrays(pixels[None])[0]
 
     def classify(self, images: Sequence[ImageSource], batch_size: int = 32) -> list[Prediction]:
         """Classify image files, bytes, PIL images or uint8 arrays, in batches.

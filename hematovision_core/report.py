@@ -19,6 +19,7 @@ from hematovision_core.batch import ImageResult
 from hematovision_core.heatmap import Heatmap
 from hematovision_core.model_card import version_line
 from hematovision_core.morphology import card_for
+from hematovision_core.ood import NOTICE
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
@@ -79,6 +80,9 @@ def html_report(result: ImageResult, overlay_rgb: np.ndarray, heatmap: Heatmap, 
         true_label = f"<p>True label (from the data folder): <b>{html.escape(shown)}</b></p>"
     notice = (f'<p class="notice">{html.escape(result.uncertainty)}</p>'
               if result.uncertainty else "")
+    if prediction.out_of_domain:
+        notice = (f'<p class="notice"><b>Out of domain</b> (score {prediction.ood_score:.1f}): '
+                  f"{html.escape(NOTICE)}</p>") + notice
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{STYLE}</style></head>

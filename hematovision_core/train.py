@@ -11,6 +11,8 @@ Stages, after a deterministic split (written to <out>/split.csv):
 4. Fit a temperature on the assembled model's validation logits (with test-time augmentation
    where chosen), then evaluate it end to end on the validation and test images, and write
    model.keras, model.json and history.json.
+5. Fit the out-of-domain guard (ood.py) on the training images' pooled features, its threshold
+   on the validation images, and write ood.npz.
 """
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--max-per-class", type=int, help="use at most N images per class (quick trials)")
     p.add_argument("--cache-dir", type=Path, help="feature cache (default var/cache/features)")
+    p.add_argument("--ood-outside", type=Path,
+                   help="a folder of other images (another lab's) to choose the out-of-domain "
+                        "score by; without it the Mahalanobis score is kept")
+    p.add_argument("--ood-val-copies", type=int, default=0,
+                   help="rotated/shifted copies of each validation image for the out-of-domain "
+                        "threshold (small validation splits, e.g. 8 for blood-cells)")
+    p.add_argument("--skip-ood", action="store_true",
+                   help="do not fit the out-of-domain guard (cross-validation folds)")
     return p.parse_args(argv)
 
 
@@ -267,7 +277,7 @@ def train(args: argparse.Namespace) -> dict:
                   split_manifest=datasets.MANIFEST_NAME,
                   split_manifest_sha256=datasets.manifest_checksum(manifest)),
         training={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                  if k not in ("data", "out", "cache_dir", "manifest")} | {"feature_cut_layer": FEATURE_CUT_LAYER},
+                  if k not in ("data", "out", "cache_dir", "manifest", "ood_outside")} | {"feature_cut_layer": FEATURE_CUT_LAYER},
         model_sha256="",
     )
     metadata = write_model_folder(model, out, metadata)  # model.keras and its ONNX export
@@ -297,7 +307,22 @@ def train(args: argparse.Namespace) -> dict:
         "note": "internal split of the images at hand (see split.csv); not the public held-out set",
     }
     metadata["training"]["minutes"] = round((time.time() - started) / 60, 1)
-    return write_model_folder(model, out, metadata)
+    metadata = write_model_folder(model, out, metadata)
+
+    # 5. Out-of-domain guard: Gaussians on the training images' pooled features, threshold on
+    # validation images (ood.py). Its forward passes land in the explorer's cache.
+    if args.skip_ood:
+        return metadata
+    from hematovision_core.ood import save_guard
+    from hematovision_core.ood_fit import fit_model_guard
+
+    guard, record = fit_model_guard(Classifier.load(out), dataset.root,
+                                    args.cache_dir or Settings.from_env().cache_dir,
+                                    args.ood_outside,
+                                    outside_per_class=100, val_copies=args.ood_val_copies)
+    log.info("Out-of-domain guard: %s score, threshold %.4g, %s", guard.score_name,
+             guard.threshold, record["flag_rates"])
+    return save_guard(out, guard, record)
 
 
 def dataset_name(root: Path) -> str:

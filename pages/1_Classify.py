@@ -16,6 +16,8 @@ from hematovision_core.batch import (dataset_folder, differential, draw_example,
 from hematovision_core.data import IMAGE_EXTENSIONS
 from hematovision_core.heatmap import COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, overlay
 from hematovision_core.morphology import card_for
+from hematovision_core.ood import NOTICE
+from hematovision_core.perturb import PERTURBATIONS, apply_perturbations
 from hematovision_core.report import html_report
 
 st.set_page_config(page_title="Classify · HematoVision", page_icon=":material/biotech:",
@@ -119,6 +121,7 @@ def prediction_ui(result) -> None:
                 if result.true_label in classifier.classes else result.true_label
             verdict = ":green[correct]" if result.true_label == prediction.label else ":red[wrong]"
             st.markdown(f"**True label:** {truth} ({verdict})")
+        domain_ui(prediction)
         if result.uncertainty:
             st.warning(result.uncertainty, icon=":material/help:")
         st.plotly_chart(charts.probability_bars(prediction.probabilities, classifier.display_names),
@@ -136,6 +139,49 @@ def prediction_ui(result) -> None:
             for other, how in card.look_alikes.items():
                 other_card = card_for(other)
                 st.markdown(f"- **vs {other_card.display_name if other_card else other}:** {how}")
+
+
+def domain_ui(prediction) -> None:
+    """The out-of-domain warning, in plain words, when the guard flags the image."""
+    if prediction.out_of_domain:
+        st.error(f"**Out of domain.** {NOTICE} (score {prediction.ood_score:.1f}, above "
+                 f"{classifier.guard.threshold:.1f}, which 5% of the validation images exceed)",
+                 icon=":material/travel_explore:")
+
+
+def what_if_ui(result) -> None:
+    """Sliders that change the shown image as another camera, lamp, focus, stain or file format
+    would, with the prediction and out-of-domain flag of the changed image, live."""
+    with st.expander("What if? Change the image and watch the model", expanded=False):
+        st.caption("The model was trained on one lab's images. Move a slider and see how much "
+                   "of its confidence survives a dimmer lamp, a paler stain or a blurred focus.")
+        levels = []
+        columns = st.columns(4)
+        for number, (name, spec) in enumerate(PERTURBATIONS.items()):
+            levels.append((name, columns[number % 4].slider(
+                f"{name} ({spec.unit})", spec.low, spec.high, spec.neutral, spec.step,
+                key=f"whatif_{name}")))
+        changed = [(name, level) for name, level in levels
+                   if level != PERTURBATIONS[name].neutral]
+        if not changed:
+            st.info("Move a slider to change the image.", icon=":material/tune:")
+            return
+        image = apply_perturbations(result.image_rgb, changed)
+        prediction = classifier.classify_view(image)
+        left, right = st.columns([1, 1.3])
+        left.image(image, width="stretch", output_format="JPEG",
+                   caption=", ".join(f"{name} {level:g}" for name, level in changed))
+        with right:
+            before = result.prediction
+            st.metric("Prediction on the changed image", prediction.display_name,
+                      f"{prediction.confidence:.1%} (was {before.display_name} "
+                      f"{before.confidence:.1%})", delta_color="off", delta_arrow="off")
+            domain_ui(prediction)
+            if prediction.out_of_domain is False:
+                st.caption("Still like the images the model learned from.")
+            st.plotly_chart(charts.probability_bars(prediction.probabilities,
+                                                    classifier.display_names),
+                            key="whatif_probabilities")
 
 
 def explanation_ui(result, controls: dict):
@@ -185,7 +231,14 @@ def batch_ui(results) -> object:
                      column_config={"confidence": st.column_config.ProgressColumn(
                          "confidence", format="percent", min_value=0.0, max_value=1.0),
                          "runner_up_probability": st.column_config.NumberColumn(
-                             "runner-up p", format="percent")})
+                             "runner-up p", format="percent"),
+                         "out_of_domain": st.column_config.CheckboxColumn(
+                             "unlike training images?"),
+                         "note": None})  # the long sentence stays in the CSV
+        flagged = sum(bool(result.prediction.out_of_domain) for result in results)
+        if flagged:
+            st.warning(f"{flagged} of {len(results)} images flagged out of domain. {NOTICE}",
+                       icon=":material/travel_explore:")
         st.download_button("Download results (CSV)", results_csv(results, classifier.display_names),
                            file_name="hematovision-results.csv", mime="text/csv", key="csv",
                            on_click="ignore", icon=":material/download:")
@@ -214,6 +267,7 @@ if results:
     shown = batch_ui(results) if len(results) > 1 else results[0]
     st.divider()
     prediction_ui(shown)
+    what_if_ui(shown)
     st.subheader("Where does the model look?")
     explained = explanation_ui(shown, explain_controls_ui())
     if explained:

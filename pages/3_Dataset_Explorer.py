@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_support import (cached_predictions, data_missing_message, disclaimer, get_settings,
-                         list_datasets, model_sidebar, show_image, split_source)
+from app_support import (cached_predictions, data_missing_message, disclaimer, domain_flags,
+                         get_settings, list_datasets, model_sidebar, show_image, split_source)
 from hematovision_core import charts, explorer
-from hematovision_core.explorer import ALL, OUTCOMES, PAGE_SIZE, Filters
+from hematovision_core.explorer import ALL, DOMAINS, OUTCOMES, PAGE_SIZE, Filters
 from hematovision_core.morphology import card_for
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.split_predictions import compute
@@ -21,6 +21,8 @@ HIGHLIGHT_COLUMNS = 3
 HIGHLIGHTS = 6  # images in each of "most confident mistakes" and "least confident correct"
 SPLIT_NAMES = {"train": "Training", "val": "Validation", "test": "Test", ALL: "All images"}
 OUTCOME_NAMES = {"all": "All", "correct": "Correct", "wrong": "Wrong"}
+DOMAIN_NAMES = {"all": "All", "in": "Like its training images",
+                "out": "Unlike them (out of domain)"}
 TABS = ("Browse", "Where the model errs", "Map")
 
 st.set_page_config(page_title="Dataset explorer · HematoVision", layout="wide")
@@ -160,6 +162,7 @@ def confusion_selection_ui(table) -> None:
         st.session_state["explorer_predicted"] = predicted_label
         st.session_state["explorer_outcome"] = "all"
         st.session_state["explorer_confidence"] = (0.0, 1.0)
+        st.session_state["explorer_domain"] = "all"
         st.session_state["explorer_errs_page"] = 1
 
 
@@ -167,6 +170,7 @@ def filters_ui(table, classes, names) -> Filters:
     rows = list(explorer.confusion_table(table, classes).index)
     st.session_state.setdefault("explorer_outcome", "all")
     st.session_state.setdefault("explorer_confidence", (0.0, 1.0))
+    st.session_state.setdefault("explorer_domain", "all")
     for key, options in (("explorer_true", rows), ("explorer_predicted", classes)):
         if st.session_state.get(key) not in [None, *options]:
             st.session_state[key] = None
@@ -182,7 +186,19 @@ def filters_ui(table, classes, names) -> Filters:
                           format_func=OUTCOME_NAMES.get, on_change=reset_pages)
     low, high = far.slider("Confidence", 0.0, 1.0, step=0.05, key="explorer_confidence",
                            on_change=reset_pages)
-    return Filters(true_label, predicted_label, outcome, (float(low), float(high)))
+    guarded = table["out_of_domain"].notna().any()
+    domain = st.radio("Images", DOMAINS, key="explorer_domain", horizontal=True,
+                      format_func=DOMAIN_NAMES.get, on_change=reset_pages, disabled=not guarded,
+                      help="The model's out-of-domain guard: images unlike the ones it learned "
+                           "from (another lab, stain or magnification?)" if guarded else
+                           "This model has no out-of-domain guard "
+                           "(python -m hematovision_core.ood --model ...).")
+    if guarded:
+        flagged = int((table["out_of_domain"] == True).sum())  # noqa: E712
+        st.caption(f"{flagged} of {len(table)} images ({flagged / max(len(table), 1):.1%}) are "
+                   "flagged as unlike the model's training images.")
+    return Filters(true_label, predicted_label, outcome, (float(low), float(high)),
+                   domain if guarded else "all")
 
 
 def caption_for(row, names) -> str:
@@ -333,7 +349,8 @@ st.plotly_chart(charts.class_distribution_chart(distribution, names, highlight=s
                 key="explorer_distribution")
 
 predictions = predictions_ui(settings, classifier, source)
-table = explorer.prediction_table(predictions) if predictions is not None else None
+table = (explorer.prediction_table(predictions, domain_flags(classifier, predictions))
+         if predictions is not None else None)
 
 
 def outcome_captions(paths) -> list[str]:

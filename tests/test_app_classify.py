@@ -365,3 +365,56 @@ def test_a_disallowed_file_type_gets_one_message_and_the_batch_goes_on(tiny_env)
     errors = [html.unescape(e.value) for e in at.error]
     assert len(errors) == 1 and "payload.exe" in errors[0] and "not accepted" in errors[0]
     assert at.selectbox(key="selected_file").options == [name for name, _, _ in good]
+
+
+def test_what_if_panel_perturbs_the_image_and_predicts_it_live(tiny_env, tiny_model_folder):
+    from hematovision_core.perturb import apply_perturbations
+    from hematovision_core.predict import Classifier
+
+    name, data, mime = real_image(tiny_env, "eosinophil")
+    at = new_app().run()
+    at.file_uploader(key="uploads").set_value([(name, data, mime)]).run()
+    assert any(e.label.startswith("What if?") for e in at.expander)
+    assert not [m for m in at.metric if m.label == "Prediction on the changed image"]
+    at.slider(key="whatif_blur").set_value(4.0).run()
+    at.slider(key="whatif_stain").set_value(0.5).run()
+    no_exception(at)
+    changed = next(m for m in at.metric if m.label == "Prediction on the changed image")
+    classifier = Classifier.load(tiny_model_folder)
+    view = np.asarray(classifier.view(data))
+    expected = classifier.classify_view(apply_perturbations(view, [("blur", 4.0),
+                                                                    ("stain", 0.5)]))
+    assert changed.value == expected.display_name
+    assert f"{expected.confidence:.1%}" in html.unescape(changed.proto.delta)
+    assert "blur 4, stain 0.5" in heatmap_images(at)  # the changed image, captioned
+    assert at.get("plotly_chart")
+
+
+@pytest.fixture
+def guarded_env(monkeypatch, tmp_path, tiny_model_folder, shared_data):
+    """The tiny model with a guard that flags every image (threshold below any distance)."""
+    import shutil
+
+    from hematovision_core import ood
+
+    folder = shutil.copytree(tiny_model_folder, tmp_path / "models" / "tiny-3class")
+    guard = ood.DomainGuard("mahalanobis", -1.0, np.eye(1280, dtype=np.float32),
+                            np.zeros((3, 1280), np.float32))
+    ood.save_guard(folder, guard, {"threshold_on": "a test"})
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(folder.parent))
+    monkeypatch.setenv("HEMATOVISION_DATA", str(shared_data))
+    monkeypatch.setenv("HEMATOVISION_VAR", str(tmp_path / "var"))
+    return shared_data
+
+
+def test_an_out_of_domain_image_is_named_in_plain_words_with_the_csv(guarded_env):
+    at = new_app().run()
+    at.file_uploader(key="uploads").set_value([real_image(guarded_env, "eosinophil"),
+                                               real_image(guarded_env, "neutrophil")]).run()
+    no_exception(at)
+    assert any("Unlike the images this model learned from" in e.value for e in at.error)
+    assert any("2 of 2 images flagged out of domain" in w.value for w in at.warning)
+    rows = list(csv.DictReader(io.StringIO(
+        media(at.download_button(key="csv").proto.url).decode("utf-8"))))
+    assert [row["out_of_domain"] for row in rows] == ["True", "True"]
+    assert "another lab, stain or magnification" in rows[0]["note"]

@@ -52,8 +52,10 @@ def test_shipped_model_home_shows_figures_confusion_matrix_and_curves(model_name
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="model_name").value == model_name
     assert len(at.dataframe) >= 2  # headline figures and the per-class table
-    charts = at.get("plotly_chart")
-    assert len(charts) == 2, "expected the confusion matrix and the training curves"
+    charts = [chart.key for chart in at.get("plotly_chart")]
+    assert charts == ["confusion_matrix", "reliability", "training_curves"]
+    text = " ".join(m.value for m in at.markdown)
+    assert "What the probabilities mean" in text and "Out-of-domain guard" in text
 
 
 def test_sidebar_prefers_cross_validation_to_a_small_validation_split(monkeypatch):

@@ -37,3 +37,25 @@ def test_files_of_other_types_are_refused_one_by_one():
     assert [failure.name for failure in refused] == ["b.png.exe", "readme", "d.png\0.exe", "e.svg"]
     assert all("not accepted" in failure.message and ".tif" in failure.message
                for failure in refused)
+
+
+def test_results_csv_carries_the_out_of_domain_verdict_in_plain_words():
+    from dataclasses import replace
+
+    from hematovision_core.ood import NOTICE
+
+    flagged, familiar = result("smear.png"), result("cell.png")
+    flagged = replace(flagged, prediction=replace(flagged.prediction, out_of_domain=True,
+                                                  ood_score=4321.5))
+    familiar = replace(familiar, prediction=replace(familiar.prediction, out_of_domain=False,
+                                                    ood_score=12.25))
+    rows = list(csv.DictReader(io.StringIO(results_csv([flagged, familiar], NAMES).decode())))
+    assert [row["out_of_domain"] for row in rows] == ["True", "False"]
+    assert [row["ood_score"] for row in rows] == ["4321.5", "12.25"]
+    assert rows[0]["note"] == NOTICE and rows[1]["note"] == ""
+    assert "another lab, stain or magnification" in NOTICE
+
+
+def test_results_without_a_guard_have_no_verdict_column():
+    rows = list(csv.DictReader(io.StringIO(results_csv([result("a.png")], NAMES).decode())))
+    assert "out_of_domain" not in rows[0]

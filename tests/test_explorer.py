@@ -138,3 +138,38 @@ def test_most_confident_mistakes_and_least_confident_correct(table):
 def test_display_names_fall_back_to_the_label(owning_classifier):
     assert explorer.display_name(owning_classifier, "eosinophil") == "Eosinophil"
     assert explorer.display_name(owning_classifier, "immature_cell") == "Immature Cell"
+
+
+def test_the_domain_filter_keeps_flagged_or_familiar_images():
+    labels = ["eosinophil", "neutrophil", "lymphocyte"]
+    predictions = fake_predictions(labels, labels, [0.9, 0.8, 0.7])
+    table = explorer.prediction_table(predictions, np.array([True, False, True]))
+    assert list(explorer.apply_filters(table, Filters(domain="out"))["label"]) == \
+        ["eosinophil", "lymphocyte"]
+    assert list(explorer.apply_filters(table, Filters(domain="in"))["label"]) == ["neutrophil"]
+    assert len(explorer.apply_filters(table, Filters())) == 3
+    unguarded = explorer.prediction_table(predictions)  # a model without a guard
+    assert unguarded["out_of_domain"].isna().all()
+    with pytest.raises(ValueError):
+        Filters(domain="elsewhere")
+
+
+def test_domain_scores_from_the_cache_match_the_classifier_real_data(owning_classifier,
+                                                                     small_data, tmp_path):
+    from hematovision_core import ood
+    from hematovision_core.predict import Classifier
+    from hematovision_core.split_predictions import compute
+
+    source = explorer.split_source(small_data, owning_classifier, "pbc", "test")
+    predictions = compute(tmp_path, owning_classifier, source)
+    features = np.asarray(predictions.features(), np.float32)
+    labels = [CLASSES.index(label) for label in predictions.labels]
+    whitening, means, _ = ood.fit_gaussians(features, labels, len(CLASSES))
+    guard = ood.DomainGuard("mahalanobis", 0.0, whitening, means)
+    guarded = Classifier(owning_classifier.runtime, owning_classifier.metadata,
+                         owning_classifier.folder)
+    guarded.guard = guard
+    direct = [p.ood_score for p in guarded.classify([source.root / p for p in source.paths])]
+    # The cache keeps features as float16: scores agree to that precision.
+    np.testing.assert_allclose(explorer.domain_scores(predictions, guard), direct, rtol=0.02,
+                               atol=1e-2)

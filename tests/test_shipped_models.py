@@ -42,3 +42,30 @@ def test_shipped_model_classifies_validation_images_real_data(name, classes, per
     assert accuracy >= minimum, f"{name}: {accuracy:.2f} on {len(sample)} validation images"
     for p in predictions:
         assert 0.0 < p.confidence <= 1.0 and abs(p.probabilities.sum() - 1) < 1e-4
+
+
+# model folder, its own test images a class, the other lab's folder and images a class, the most
+# own images flagged and the fewest other-lab images flagged (measured rates in the README)
+GUARDED = [
+    ("pbc-8class", 2, "blood-cells/TRAIN", 4, 2, 14),
+    ("blood-cells-4class", 2, "pbc", 2, 2, 13),
+]
+
+
+@pytest.mark.parametrize("name,own,other,per_class,most_own,fewest_other", GUARDED,
+                         ids=[g[0] for g in GUARDED])
+def test_shipped_model_guard_tells_its_test_images_from_another_labs_real_data(
+        name, own, other, per_class, most_own, fewest_other, shared_data):
+    folder = MODELS / name
+    metadata = read_metadata(folder)  # ood.npz matches its checksum
+    classifier = Classifier.load(folder)
+    assert classifier.guard is not None and metadata["ood"]["threshold"] > 0
+    records = data.read_manifest(folder / "split.csv", shared_data / metadata["data"]["dataset"])
+    mine = [r.path for label in classifier.classes
+            for r in [r for r in records if r.split == "test" and r.label == label][:own]]
+    theirs = [path for folder_ in sorted((shared_data / other).iterdir()) if folder_.is_dir()
+              for path in sorted(folder_.iterdir())[:per_class]]
+    flagged_mine = sum(p.out_of_domain for p in classifier.classify(mine))
+    flagged_theirs = sum(p.out_of_domain for p in classifier.classify(theirs))
+    assert flagged_mine <= most_own, f"{flagged_mine} of {len(mine)} own test images flagged"
+    assert flagged_theirs >= fewest_other, f"{flagged_theirs} of {len(theirs)} others flagged"

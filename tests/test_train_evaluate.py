@@ -87,6 +87,7 @@ def test_evaluate_counts_unknown_classes_real_data(tiny_model_folder, shared_dat
     assert report["unknown_classes"]["platelet"]["n"] == 2
     assert sum(report["unknown_classes"]["platelet"]["predicted_as"].values()) == 2
     assert "platelet" in evaluate.format_report(report)
+    assert report["out_of_domain_rate"] is None  # the tiny model has no guard
 
 
 def test_evaluate_split_folder_real_data(tiny_model_folder, shared_data, capsys):
@@ -122,3 +123,61 @@ def test_evaluate_record_stores_figures_in_model_json_real_data(tiny_model_folde
     headline = model_card.headline_metrics(metadata)
     assert list(headline["split"]) == ["internal test, rotated/shifted copies"]
     assert headline["images"].iloc[0] == 2
+
+
+def test_training_fits_an_out_of_domain_guard_real_data(trained_folder):
+    metadata = read_metadata(trained_folder)  # ood.npz is checksummed like the model files
+    guard = metadata["ood"]
+    assert guard["score"] == "mahalanobis"  # no outside folder to choose by
+    assert "56 training images" in guard["fit_on"] and "8 validation images" in guard["threshold_on"]
+    assert guard["flag_rates"]["validation"] <= 1 / 8  # at most the one above the 95th percentile
+    assert Classifier.load(trained_folder).guard is not None
+
+
+def test_evaluate_reports_out_of_domain_rate_and_unflagged_accuracy_real_data(trained_folder,
+                                                                              shared_data):
+    import numpy as np
+
+    classifier = Classifier.load(trained_folder)
+    report = evaluate.evaluate(trained_folder, shared_data / "pbc", "test", classifier=classifier)
+    # The same figures from the predictions themselves.
+    records, _ = evaluate.select_records(trained_folder, shared_data / "pbc", "test")
+    predictions = classifier.classify([r.path for r in records])
+    flagged = np.array([p.out_of_domain for p in predictions])
+    correct = np.array([p.label == r.label for p, r in zip(predictions, records)])
+    assert report["out_of_domain_rate"] == pytest.approx(flagged.mean())
+    assert report["n_unflagged"] == int((~flagged).sum())
+    if (~flagged).any():
+        assert report["accuracy_unflagged"] == pytest.approx(correct[~flagged].mean())
+    assert "out of domain:" in evaluate.format_report(report)
+
+
+def test_evaluate_perturb_changes_what_the_model_sees_real_data(trained_folder, shared_data,
+                                                                tmp_path, capsys):
+    import numpy as np
+
+    from hematovision_core.perturb import compose
+
+    out = tmp_path / "perturbed.json"
+    assert evaluate.main(["--model", str(trained_folder), "--data", str(shared_data / "pbc"),
+                          "--split", "test", "--perturb", "blur=3", "--perturb", "jpeg=10",
+                          "--limit", "8", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["perturbations"] == {"blur": 3.0, "jpeg": 10.0}
+    assert report["n"] == 8 and "stratified sample of 8" in report["source"]
+    assert "perturbed: blur=3, jpeg=10" in capsys.readouterr().out
+    classifier = Classifier.load(trained_folder)
+    records, _ = evaluate.select_records(trained_folder, shared_data / "pbc", "test")
+    # One epoch on 56 images leaves this model's probabilities flat (1/8 each); its pooled
+    # features, and so its out-of-domain scores, still show what it was shown.
+    _, _, plain, _ = evaluate.record_outputs(classifier, records[:4])
+    _, _, blurred, _ = evaluate.record_outputs(classifier, records[:4],
+                                               perturb=compose([("blur", 3.0)]))
+    assert np.abs(plain - blurred).max() > 1e-3 * np.abs(plain).max()
+
+
+def test_evaluate_rejects_an_unknown_perturbation(tiny_model_folder, shared_data, capsys):
+    assert evaluate.main(["--model", str(tiny_model_folder), "--data",
+                          str(shared_data / "blood-cells"), "--split", "train",
+                          "--perturb", "fog=1"]) == 2
+    assert "brightness" in capsys.readouterr().err
