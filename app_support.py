@@ -212,6 +212,28 @@ def disclaimer() -> None:
     st.caption(f":material/info: {DISCLAIMER}")
 
 
+MODEL_WIDGET = "model_name"  # the sidebar's selectbox
+# Streamlit drops a widget's state at the end of a run on a page that does not draw it, and each
+# page's sidebar is a different widget to it: so on a page change the choice fell back to the
+# default. A plain session_state key survives every page; the widget is set from it on each run.
+CHOSEN_MODEL = "chosen_model"
+
+
+def remember_model_choice() -> None:
+    """The selectbox's callback: keep the user's choice where page changes do not reach it."""
+    st.session_state[CHOSEN_MODEL] = st.session_state[MODEL_WIDGET]
+
+
+def restore_model_choice(names: list[str]) -> None:
+    """Give the sidebar's selectbox the model chosen earlier in this session (on any page), else
+    the default model; a choice whose folder is gone falls back to the default too."""
+    chosen = st.session_state.get(CHOSEN_MODEL) or st.session_state.get(MODEL_WIDGET)
+    if chosen not in names:
+        chosen = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+    if st.session_state.get(MODEL_WIDGET) != chosen:
+        st.session_state[MODEL_WIDGET] = chosen
+
+
 def model_sidebar(settings: Settings | None = None):
     """Draw the model picker in the sidebar and return the chosen, loaded `Classifier`.
 
@@ -224,9 +246,10 @@ def model_sidebar(settings: Settings | None = None):
                  "`python -m hematovision_core.train --data DIR --out models/NAME`.")
         st.stop()
     names = list(choices)
-    default = names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names else 0
+    restore_model_choice(names)
     with st.sidebar:
-        name = st.selectbox("Model", names, index=default, key="model_name")
+        name = st.selectbox("Model", names, key=MODEL_WIDGET, on_change=remember_model_choice)
+        st.session_state[CHOSEN_MODEL] = name
         metadata = choices[name]
         st.caption("Classes: " + ", ".join(metadata["display_names"]))
         metrics = metadata.get("metrics") or {}

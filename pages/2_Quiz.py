@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import streamlit as st
 
-from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar, plain,
-                         quiz_pool, quiz_sources, show_image)
+from app_support import (data_missing_message, disclaimer, get_settings, load_classifier,
+                         model_sidebar, plain, quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast
@@ -22,11 +23,24 @@ disclaimer()
 
 settings = get_settings()
 classifier = model_sidebar(settings)
+in_progress = st.session_state.get("quiz")
+if in_progress and in_progress["spec"].model_name != classifier.name:
+    # A quiz keeps the model it started with (its questions and seed depend on it), so a look
+    # at another model, or at another page, does not throw half a quiz away.
+    quiz_folder = Path(settings.models_dir) / in_progress["spec"].model_name
+    if quiz_folder.is_dir():
+        classifier = load_classifier(str(quiz_folder))
+        st.info(f"This quiz goes on with the model it started with, **{classifier.name}**; "
+                "the model chosen in the sidebar is used for your next quiz.")
 names = dict(zip(classifier.classes, classifier.display_names))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
+FORM_KEYS = ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length")
+FORM_COPY = "quiz_form_values"  # a plain key: Streamlit drops widget keys on other pages
+for key, value in st.session_state.get(FORM_COPY, {}).items():
+    st.session_state.setdefault(key, value)  # back from another page: the form as it was left
 st.session_state.setdefault("length", quiz.EXAM_LENGTH)
-for key in ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length"):
+for key in FORM_KEYS:
     if key in st.session_state:  # keep the form's values while a quiz hides the form
         st.session_state[key] = st.session_state[key]
 
@@ -86,6 +100,8 @@ def setup_ui() -> dict:
     values["length"] = right.number_input(
         "Questions", min_value=5, max_value=100, step=5, key="length",
         disabled=values["mode"] == "practice", help="Practice goes on until you press Finish.")
+    st.session_state[FORM_COPY] = {key: st.session_state[key] for key in FORM_KEYS
+                                   if key in st.session_state}
     return values
 
 
@@ -292,8 +308,9 @@ def review_ui(state: dict) -> None:
 
 
 state = st.session_state.get("quiz")
-if state and state["spec"].model_name != classifier.name:
-    st.info("You switched models, so the quiz started over.")
+if state and state["spec"].model_name != classifier.name:  # its model folder is gone
+    st.info(f"The model `{state['spec'].model_name}` of your quiz is no longer here, so the quiz "
+            "started over.")
     state = st.session_state.quiz = None
 
 if state is None:
