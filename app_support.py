@@ -85,15 +85,29 @@ def explain(classifier, result, class_index: int, method: str, layer: str) -> He
                 raise
 
 
+# What a user waits for each method in a worker, on this project's 2-core server (seconds) and
+# why; the progress bar runs against it. SmoothGrad: 15 noisy copies, each an eager backward pass.
+EXPECTED_SECONDS = {"SmoothGrad": (25, "15 noisy copies of the image, one gradient pass each"),
+                    "Score-CAM": (5, "one forward pass per feature map"),
+                    "Grad-CAM++": (2, "one gradient pass"), "Grad-CAM": (2, "one gradient pass")}
+
+
 def wait_for(future: Future, what: str) -> Heatmap:
-    """Wait for a queued heatmap, saying how many requests are ahead meanwhile."""
+    """Wait for a queued heatmap, saying how long it usually takes, how long it has taken and
+    how many requests are ahead meanwhile."""
     notice = st.empty()
     started = time.monotonic()
+    expected, why = EXPECTED_SECONDS.get(what, (0, ""))
     while not future.done():
+        elapsed = time.monotonic() - started
         ahead = max(0, explain_pool.pending() - 1)
         queue = f"; {ahead} other request(s) in the queue" if ahead else ""
-        notice.info(f"Computing {what} in a worker process ({time.monotonic() - started:.0f} s"
-                    f"{queue})...", icon=":material/hourglass_top:")
+        usual = f" It usually takes about {expected} s ({why})." if expected else ""
+        text = f"Computing {what} in a worker process: {elapsed:.0f} s{queue}.{usual}"
+        if expected:
+            notice.progress(min(elapsed / expected, 0.99), text=text)
+        else:
+            notice.info(text, icon=":material/hourglass_top:")
         time.sleep(0.25)
     notice.empty()
     return future.result()
@@ -141,6 +155,25 @@ def cached_predictions(cache_dir: Path, classifier, source):
         return None  # not cached: nothing to remember, the next run looks again
     return app_cache.once("split_predictions", key, lambda: split_predictions.load_cached(
         cache_dir, classifier, source))
+
+
+def prediction_job(cache_dir: Path, classifier, source):
+    """The background run of the model over a split (`background.Job`), if one is running or
+    failed; None when none was started or it finished (its results are then on disk)."""
+    from hematovision_core import background, split_predictions
+
+    return background.get(str(split_predictions.cache_folder(cache_dir, classifier, source)))
+
+
+def start_prediction_job(cache_dir: Path, classifier, source):
+    """Start the model's first pass over a split in a thread shared by every session asking
+    for the same model and split (or join the one running); `cached_predictions` then reads
+    the result from disk. Returns the `background.Job`."""
+    from hematovision_core import background, split_predictions
+
+    key = str(split_predictions.cache_folder(cache_dir, classifier, source))
+    return background.start(key, lambda progress: split_predictions.compute(
+        cache_dir, classifier, source, progress=progress))
 
 
 def quiz_sources(classifier, data_dir: Path) -> list[str]:
@@ -230,8 +263,9 @@ def restore_model_choice(names: list[str]) -> None:
     chosen = st.session_state.get(CHOSEN_MODEL) or st.session_state.get(MODEL_WIDGET)
     if chosen not in names:
         chosen = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
-    if st.session_state.get(MODEL_WIDGET) != chosen:
-        st.session_state[MODEL_WIDGET] = chosen
+    # Always set, even when equal: after a page change the key still reads the old page's
+    # widget, while this page's selectbox is new and would start from its default.
+    st.session_state[MODEL_WIDGET] = chosen
 
 
 def model_sidebar(settings: Settings | None = None):
