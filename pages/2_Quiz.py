@@ -189,13 +189,15 @@ def question_for(state: dict, answer: quiz.Answer) -> quiz.Question:
 
 # On a phone (Streamlit stacks columns under 640 px) the image, then 8 full-width buttons one
 # under the other, ran to 1,200 px: the answers go two to a row and the image is kept to a third
-# of the screen, so the image and every answer fit the first screen. `st-key-<key>` is the class
-# Streamlit gives a keyed container.
+# of the screen, with a smaller title and top margin, so the image and every answer fit the first
+# screen (844 px). `st-key-<key>` is the class Streamlit gives a keyed container.
 PHONE_CSS = """<style>
 @media (max-width: 640px) {
-  .st-key-quiz_answers { flex-direction: row; flex-wrap: wrap; }
-  .st-key-quiz_answers > div { flex: 1 1 calc(50% - 0.5rem); min-width: calc(50% - 0.5rem); }
-  .st-key-quiz_image img { max-height: 30vh; width: auto !important; }
+  [data-testid="stMainBlockContainer"] { padding-top: 3.5rem !important; }
+  [data-testid="stMainBlockContainer"] h1 { font-size: 1.9rem !important; }
+  .st-key-quiz_answers { flex-direction: row; flex-wrap: wrap; gap: 0.5rem !important; }
+  .st-key-quiz_answers > div { flex: 1 1 calc(50% - 0.25rem); min-width: calc(50% - 0.25rem); }
+  .st-key-quiz_image img { max-height: 26vh; width: auto !important; }
 }
 </style>"""
 

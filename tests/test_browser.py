@@ -396,6 +396,12 @@ def test_the_model_chosen_on_home_holds_on_every_page_and_a_quiz_survives_a_visi
         assert sidebar_model(browser) == "blood-cells-4class"
 
 
+def to_top(driver) -> None:
+    driver.execute_script("window.scrollTo(0, 0); for (const e of document.querySelectorAll("
+                          "'[data-testid=\"stMain\"], [data-testid=\"stAppViewContainer\"]'))"
+                          " e.scrollTop = 0;")
+
+
 def box(driver, element) -> dict:
     """Where an element is on the screen now (CSS pixels from the viewport's top left)."""
     return driver.execute_script("const r = arguments[0].getBoundingClientRect();"
@@ -422,6 +428,7 @@ def test_at_phone_width_nothing_overflows_and_a_question_fits_the_first_screen(b
         start_quiz(browser, "practice", code="PHONE-1")
         answer_first(browser)
         click(browser, "next")  # a question after one answer: the score line is there too
+        to_top(browser)  # as a student sees a new question: from the top of the page
         time.sleep(1)
         browser.save_screenshot(str(SHOTS / "pages" / "Quiz-question-phone.png"))
         screen = browser.execute_script("return window.innerHeight;")
