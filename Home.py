@@ -81,11 +81,9 @@ if headline.empty:
     st.info("This model folder records no evaluation figures yet.")
 else:
     st.subheader("Validation and test figures")
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(headline, hide_index=True, width="stretch", column_config={
-        "accuracy": percent, "macro-F1": percent, "balanced accuracy": percent,
-        "top-2 accuracy": percent,
-        "calibration error (ECE)": st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(model_card.as_text(headline, percent=(
+        "accuracy", "macro-F1", "balanced accuracy", "top-2 accuracy"),
+        decimals={"calibration error (ECE)": 3}), hide_index=True, width="stretch")
     note = (metadata.get("metrics") or {}).get("note")
     st.caption((f"{note[0].upper()}{note[1:]}. " if isinstance(note, str) and note else "")
                + "The internal test split comes from the same source as the training images; "
@@ -94,14 +92,15 @@ else:
     table_column, matrix_column = st.columns([1, 1.2])
     with table_column:
         st.markdown(f"**Per class ({'internal test' if split == 'test' else split} split)**")
-        st.dataframe(model_card.per_class_table(metadata, split), hide_index=True, width="stretch",
-                     column_config={"precision": percent, "recall": percent, "F1": percent})
+        st.dataframe(model_card.as_text(model_card.per_class_table(metadata, split),
+                                        percent=("precision", "recall", "F1")),
+                     hide_index=True, width="stretch")
     matrix = model_card.confusion(metadata, split)
     if matrix:
         with matrix_column:
             st.plotly_chart(charts.confusion_matrix_heatmap(
                 matrix, classifier.display_names, f"Confusion matrix ({split})"),
-                key="confusion_matrix")
+                key="confusion_matrix", config=charts.CHART_CONFIG)
 
 calibration = metadata.get("calibration")
 if calibration and calibration.get("reliability"):
@@ -129,6 +128,7 @@ if guard:
 
 history = model_card.read_history(classifier.folder) if classifier.folder else None
 if history:
-    st.plotly_chart(charts.training_curves(history), key="training_curves")
+    st.plotly_chart(charts.training_curves(history), key="training_curves",
+                    config=charts.CHART_CONFIG)
 else:
     st.caption("No training history (history.json) in this model folder.")

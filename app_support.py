@@ -85,15 +85,29 @@ def explain(classifier, result, class_index: int, method: str, layer: str) -> He
                 raise
 
 
+# What a user waits for each method in a worker, on this project's 2-core server (seconds) and
+# why; the progress bar runs against it. SmoothGrad: 15 noisy copies, each an eager backward pass.
+EXPECTED_SECONDS = {"SmoothGrad": (25, "15 noisy copies of the image, one gradient pass each"),
+                    "Score-CAM": (5, "one forward pass per feature map"),
+                    "Grad-CAM++": (2, "one gradient pass"), "Grad-CAM": (2, "one gradient pass")}
+
+
 def wait_for(future: Future, what: str) -> Heatmap:
-    """Wait for a queued heatmap, saying how many requests are ahead meanwhile."""
+    """Wait for a queued heatmap, saying how long it usually takes, how long it has taken and
+    how many requests are ahead meanwhile."""
     notice = st.empty()
     started = time.monotonic()
+    expected, why = EXPECTED_SECONDS.get(what, (0, ""))
     while not future.done():
+        elapsed = time.monotonic() - started
         ahead = max(0, explain_pool.pending() - 1)
         queue = f"; {ahead} other request(s) in the queue" if ahead else ""
-        notice.info(f"Computing {what} in a worker process ({time.monotonic() - started:.0f} s"
-                    f"{queue})...", icon=":material/hourglass_top:")
+        usual = f" It usually takes about {expected} s ({why})." if expected else ""
+        text = f"Computing {what} in a worker process: {elapsed:.0f} s{queue}.{usual}"
+        if expected:
+            notice.progress(min(elapsed / expected, 0.99), text=text)
+        else:
+            notice.info(text, icon=":material/hourglass_top:")
         time.sleep(0.25)
     notice.empty()
     return future.result()
@@ -155,6 +169,25 @@ def domain_flags(classifier, predictions):
     scores = app_cache.once("domain_scores", key,
                             lambda: explorer.domain_scores(predictions, classifier.guard))
     return classifier.guard.flags(scores)
+
+
+def prediction_job(cache_dir: Path, classifier, source):
+    """The background run of the model over a split (`background.Job`), if one is running or
+    failed; None when none was started or it finished (its results are then on disk)."""
+    from hematovision_core import background, split_predictions
+
+    return background.get(str(split_predictions.cache_folder(cache_dir, classifier, source)))
+
+
+def start_prediction_job(cache_dir: Path, classifier, source):
+    """Start the model's first pass over a split in a thread shared by every session asking
+    for the same model and split (or join the one running); `cached_predictions` then reads
+    the result from disk. Returns the `background.Job`."""
+    from hematovision_core import background, split_predictions
+
+    key = str(split_predictions.cache_folder(cache_dir, classifier, source))
+    return background.start(key, lambda progress: split_predictions.compute(
+        cache_dir, classifier, source, progress=progress))
 
 
 def quiz_sources(classifier, data_dir: Path) -> list[str]:
@@ -226,6 +259,29 @@ def disclaimer() -> None:
     st.caption(f":material/info: {DISCLAIMER}")
 
 
+MODEL_WIDGET = "model_name"  # the sidebar's selectbox
+# Streamlit drops a widget's state at the end of a run on a page that does not draw it, and each
+# page's sidebar is a different widget to it: so on a page change the choice fell back to the
+# default. A plain session_state key survives every page; the widget is set from it on each run.
+CHOSEN_MODEL = "chosen_model"
+
+
+def remember_model_choice() -> None:
+    """The selectbox's callback: keep the user's choice where page changes do not reach it."""
+    st.session_state[CHOSEN_MODEL] = st.session_state[MODEL_WIDGET]
+
+
+def restore_model_choice(names: list[str]) -> None:
+    """Give the sidebar's selectbox the model chosen earlier in this session (on any page), else
+    the default model; a choice whose folder is gone falls back to the default too."""
+    chosen = st.session_state.get(CHOSEN_MODEL) or st.session_state.get(MODEL_WIDGET)
+    if chosen not in names:
+        chosen = DEFAULT_MODEL if DEFAULT_MODEL in names else names[0]
+    # Always set, even when equal: after a page change the key still reads the old page's
+    # widget, while this page's selectbox is new and would start from its default.
+    st.session_state[MODEL_WIDGET] = chosen
+
+
 def model_sidebar(settings: Settings | None = None):
     """Draw the model picker in the sidebar and return the chosen, loaded `Classifier`.
 
@@ -238,9 +294,10 @@ def model_sidebar(settings: Settings | None = None):
                  "`python -m hematovision_core.train --data DIR --out models/NAME`.")
         st.stop()
     names = list(choices)
-    default = names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names else 0
+    restore_model_choice(names)
     with st.sidebar:
-        name = st.selectbox("Model", names, index=default, key="model_name")
+        name = st.selectbox("Model", names, key=MODEL_WIDGET, on_change=remember_model_choice)
+        st.session_state[CHOSEN_MODEL] = name
         metadata = choices[name]
         st.caption("Classes: " + ", ".join(metadata["display_names"]))
         metrics = metadata.get("metrics") or {}

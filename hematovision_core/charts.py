@@ -16,6 +16,9 @@ import plotly.graph_objects as go
 ACCENT = "#8e244d"  # the theme's primary colour (haematoxylin-eosin magenta)
 MUTED = "#b9a3ad"
 TRAINING_STAGES = {"head": "head only", "fine_tune": "fine-tuning"}
+# What pages pass as `config`: no plotly toolbar. It floated over the top right of every chart,
+# hiding the end of its title (hover a chart for values; drag to zoom, double-click to reset).
+CHART_CONFIG = {"displayModeBar": False}
 
 
 def _compact(figure: go.Figure, height: int) -> go.Figure:
@@ -40,6 +43,7 @@ def probability_bars(probabilities: Sequence[float], display_names: Sequence[str
         marker_color=[ACCENT if i == highlight else MUTED for i in order],
         text=[f"{p:.1%}" for p in probabilities[order]],
         textposition="outside",
+        cliponaxis=False,  # "99.4%" beside a full bar runs past the axis: draw it, not clip it
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     ))
     figure.update_xaxes(range=[0, 1.15], tickformat=".0%", title=None)
@@ -53,7 +57,7 @@ def differential_chart(shares: Mapping[str, float], title: str = "Differential")
     values = np.array([shares[name] for name in names], dtype=float)
     figure = go.Figure(go.Bar(
         x=values, y=names, orientation="h", marker_color=ACCENT,
-        text=[f"{v:.0%}" for v in values], textposition="outside",
+        text=[f"{v:.0%}" for v in values], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{x:.1%}<extra></extra>",
     ))
     figure.update_xaxes(range=[0, 1.15], tickformat=".0%")
@@ -75,7 +79,9 @@ def confusion_matrix_heatmap(matrix: Sequence[Sequence[int]], display_names: Seq
         # Plain lists, not arrays: the figure's JSON stays readable (plotly packs arrays as binary).
         z=row_share.tolist(), x=list(display_names), y=list(display_names),
         text=counts.astype(int).tolist(), texttemplate="%{text}", colorscale="RdPu", zmin=0, zmax=1,
-        colorbar=dict(title="share of row", tickformat=".0%"),
+        # No colour bar: on a phone it took a quarter of the width the cells need for their
+        # counts; the colour is each row's share, which the hover says.
+        showscale=False,
         hovertemplate="true %{y}, predicted %{x}: %{text} (%{z:.0%} of row)<extra></extra>",
     ))
     figure.update_xaxes(title=answered, side="bottom")
@@ -106,7 +112,9 @@ def training_curves(history: Mapping) -> go.Figure:
         start = stages.index("fine_tune") + 0.5  # between the last head and first fine-tune epoch
         figure.add_vline(x=start, line_dash="dot", line_color="grey",
                          annotation_text="fine-tuning starts", annotation_position="top left")
-    figure.update_xaxes(title="epoch", dtick=1)
+    # A fixed range: on a narrow screen plotly's own padding started the axis at epoch -1.
+    figure.update_xaxes(title="epoch", dtick=1 if len(steps) <= 20 else None,
+                        range=[0.5, len(steps) + 0.5])
     figure.update_yaxes(title=None, tickformat=".0%", range=[0, 1.02])
     figure.update_layout(title="Training curves", legend=dict(orientation="h", y=-0.25))
     return _compact(figure, 360)

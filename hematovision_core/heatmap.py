@@ -42,6 +42,31 @@ class Heatmap:
     layer: str  # the Keras layer explained (SMOOTHGRAD_LAYER for SmoothGrad)
 
 
+# How many input pixels one cell of a layer's grid covers (MobileNetV2's strides): the last block
+# sees a 224-px image as 7x7 squares of 32 px, coarser than a platelet; the middle one as 14x14.
+LAYER_STRIDES = {"early": 4, "middle": 16, "last": 32}
+
+
+def grid_note(layer: str, input_size: int) -> str | None:
+    """A sentence on how coarse a depth's map is and where a sharper one is, or None."""
+    stride = LAYER_STRIDES.get(layer)
+    if stride is None:
+        return None
+    cells = max(1, input_size // stride)
+    note = (f"This layer sees the image as a {cells}x{cells} grid of {stride}-pixel squares, "
+            "so the map shows a region, not a single granule")
+    if layer == "last":
+        return note + ("; for a sharper map to point at (nucleus, granules), choose the middle "
+                       "block (twice as fine) or the early one (edges and colour).")
+    return note + "."
+
+
+def is_empty(heatmap: Heatmap) -> bool:
+    """True when nothing in the image raised the class's score at this layer (an all-zero map,
+    drawn in the colour map's lowest colour)."""
+    return not float(np.max(heatmap.values)) > 0.0
+
+
 def layer_name(layer: str) -> str:
     """A depth name ("early", "middle", "last") or a layer name -> the Keras layer name."""
     return EXPLAIN_LAYERS.get(layer, layer)

@@ -72,3 +72,21 @@ def apply_crop(image: Image.Image, mode: str = "none") -> Image.Image:
         image = Image.fromarray(pixels)
         left, top, right, bottom = left + pad, top + pad, right + pad, bottom + pad
     return image.crop((left, top, right, bottom))
+
+
+BOX_COLOUR = (0, 200, 83)  # green: stands out on pink red cells and a purple nucleus
+
+
+def boxed_field(image: Image.Image) -> np.ndarray | None:
+    """The whole field as uint8 RGB with the found white cell's square drawn on it (clipped to
+    the image), or None when no white cell is found (the model then looks at the whole field)."""
+    box = white_cell_box(image)
+    if box is None:
+        return None
+    pixels = np.array(image.convert("RGB"))  # a writable copy: the box is drawn on it
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = box
+    thickness = max(2, round(min(height, width) / 120))
+    cv2.rectangle(pixels, (max(left, 0), max(top, 0)),
+                  (min(right, width) - 1, min(bottom, height) - 1), BOX_COLOUR, thickness)
+    return pixels

@@ -29,9 +29,10 @@ def split_sizes(metadata: dict) -> dict[str, int]:
 def headline_metrics(metadata: dict) -> pd.DataFrame:
     """One row per evaluated split: images, accuracy, macro-F1, balanced accuracy, top-2, ECE."""
     rows = []
+    # Short names: a long one was cut in a narrow table; the caption under it says the rest.
     for split, label in (("validation", "validation"), ("test", "internal test"),
-                         ("cross_validation", "cross-validation (train + validation images)"),
-                         ("augmented_test", "internal test, rotated/shifted copies")):
+                         ("cross_validation", "cross-validation"),
+                         ("augmented_test", "test, rotated copies")):
         figures = (metadata.get("metrics") or {}).get(split)
         if figures:
             rows.append({"split": label, "images": figures.get("n"),
@@ -40,6 +41,33 @@ def headline_metrics(metadata: dict) -> pd.DataFrame:
                          "top-2 accuracy": figures.get("top2_accuracy"),
                          "calibration error (ECE)": figures.get("ece")})
     return pd.DataFrame(rows)
+
+
+MISSING = "–"  # what a table shows for a figure not recorded (Streamlit would print "None")
+
+
+def as_text(table: pd.DataFrame, percent: tuple[str, ...] = (),
+            decimals: dict[str, int] | None = None) -> pd.DataFrame:
+    """The table as readable strings: `percent` columns as "98.2%", `decimals` columns with that
+    many digits, other numbers as integers with thousands separators, and a dash for a missing
+    figure. Columns with no figure at all are left out."""
+    decimals = decimals or {}
+    shown = table.dropna(axis="columns", how="all").copy()
+
+    def text(value, column: str) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return MISSING
+        if isinstance(value, str):
+            return value
+        if column in percent:
+            return f"{value:.1%}"
+        if column in decimals:
+            return f"{value:.{decimals[column]}f}"
+        return f"{int(value):,}"
+
+    for column in shown.columns:
+        shown[column] = [text(value, column) for value in shown[column]]
+    return shown
 
 
 def per_class_table(metadata: dict, split: str = "test") -> pd.DataFrame:

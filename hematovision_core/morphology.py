@@ -215,13 +215,19 @@ def card_for(class_name: str) -> MorphologyCard | None:
     return CARDS.get(_key(class_name))
 
 
+def with_article(name: str) -> str:
+    """"an Eosinophil", "an Immature granulocyte", "a Neutrophil": the article a cell name takes
+    (by its first letter, which is right for every cell name here)."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def contrast(answer: str, truth: str) -> str:
     """One line on what separates a student's `answer` from the true class `truth`."""
     answer_card, truth_card = card_for(answer), card_for(truth)
     if truth_card is None:
         return f"No morphology notes for '{truth}'."
     if answer_card is None:
-        return f"This is a {truth_card.display_name.lower()}: " \
+        return f"This is {with_article(truth_card.display_name.lower())}: " \
                f"{'; '.join(truth_card.key_features).lower()}."
     if answer_card.cell == truth_card.cell:
         return f"Correct: {'; '.join(truth_card.key_features).lower()}."

@@ -300,6 +300,17 @@ def next_adaptive_question(pool: Sequence[Candidate], spec: QuizSpec, classes: S
     return to_question(candidate, len(answers) + 1)
 
 
+def readable_time(iso: str) -> str:
+    """"2 Dec 2026, 15:43 UTC" for a stored ISO 8601 time; the text itself if it is not one."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return str(iso)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
 def make_answer(spec: QuizSpec, session_id: str, nickname: str, question: Question, answer: str,
                 seconds: float, hint_used: bool = False, answered_at: datetime | None = None) -> Answer:
     """Record a student's answer to a question (the question must carry the model's answer)."""

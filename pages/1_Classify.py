@@ -14,7 +14,8 @@ from hematovision_core import charts
 from hematovision_core.batch import (dataset_folder, differential, draw_example, file_digest,
                                      refuse_other_types, results_csv, results_rows)
 from hematovision_core.data import IMAGE_EXTENSIONS
-from hematovision_core.heatmap import COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, overlay
+from hematovision_core.heatmap import (COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, grid_note,
+                                       is_empty, overlay)
 from hematovision_core.morphology import card_for
 from hematovision_core.ood import NOTICE
 from hematovision_core.perturb import PERTURBATIONS, apply_perturbations
@@ -89,7 +90,7 @@ def explain_controls_ui() -> dict:
     """Grad-CAM controls; returns method, class option, depth, opacity and colour map."""
     columns = st.columns([1.1, 1.3, 1.7, 1.1, 0.9])
     method = columns[0].selectbox("Method", METHODS, key="method",
-                                  help="Score-CAM and SmoothGrad are slower (seconds).")
+                                  help="Score-CAM takes a few seconds, SmoothGrad about 25.")
     class_option = columns[1].selectbox(
         "Evidence for", [PREDICTED, *classifier.classes], key="explain_class",
         format_func=lambda c: "the predicted class" if c == PREDICTED
@@ -104,14 +105,39 @@ def explain_controls_ui() -> dict:
                 colormap=colormap)
 
 
+def boxed_field_image(digest: str):
+    """The uploaded field (long side at most 640 px) with the white cell the model found boxed,
+    or None (no white cell found, or not an uploaded file)."""
+    from hematovision_core.localize import boxed_field
+    from hematovision_core.preprocessing import ImageError, load_image
+
+    data = originals.get(digest)
+    if data is None:
+        return None
+    try:
+        image = load_image(data)
+    except ImageError:
+        return None
+    image.thumbnail((640, 640))
+    return boxed_field(image)
+
+
 def prediction_ui(result) -> None:
     """Predicted class, confidence, uncertainty, probabilities and the morphology card."""
     prediction = result.prediction
     left, right = st.columns([1, 1.3])
     with left:
-        cropped = classifier.crop != "none"
-        st.image(result.image_rgb, width="stretch", output_format="JPEG", caption=plain(result.name)
-                 + (" (cropped around the white cell, as the model sees it)" if cropped else ""))
+        field = boxed_field_image(result.digest) if classifier.crop != "none" else None
+        if field is not None:  # a smear model: the field, and beside it what the model reads
+            whole, crop = st.columns([1.4, 1])
+            whole.image(field, width="stretch", output_format="JPEG",
+                        caption=f"{plain(result.name)}: the white cell found (green square)")
+            crop.image(result.image_rgb, width="stretch", output_format="JPEG",
+                       caption="What the model looks at")
+        else:
+            st.image(result.image_rgb, width="stretch", output_format="JPEG",
+                     caption=plain(result.name) + (" (no white cell found: the whole field)"
+                                                   if classifier.crop != "none" else ""))
     with right:
         st.metric("Predicted cell type", prediction.display_name,
                   f"{prediction.confidence:.1%} calibrated confidence", delta_color="off",
@@ -125,7 +151,7 @@ def prediction_ui(result) -> None:
         if result.uncertainty:
             st.warning(result.uncertainty, icon=":material/help:")
         st.plotly_chart(charts.probability_bars(prediction.probabilities, classifier.display_names),
-                        key=f"probabilities_{result.digest}")
+                        key=f"probabilities_{result.digest}", config=charts.CHART_CONFIG)
     card = card_for(prediction.label)
     if card:
         with st.expander(f"Morphology: {card.display_name}", expanded=True):
@@ -192,9 +218,14 @@ def explanation_ui(result, controls: dict):
     request = (result.digest, class_index, controls["depth"])
     asked = st.session_state.setdefault("scorecam_asked", set())  # (digest, class, depth)
     if method == "Score-CAM" and request not in asked:
-        st.info("Score-CAM runs the model once per feature map (a few seconds).")
-        if not st.button("Compute Score-CAM", key="run_scorecam", icon=":material/play_arrow:"):
+        ask = st.empty()  # the notice and its button go once the map is asked for
+        with ask.container():
+            st.info("Score-CAM runs the model once per feature map (a few seconds).")
+            clicked = st.button("Compute Score-CAM", key="run_scorecam",
+                                icon=":material/play_arrow:")
+        if not clicked:
             return None
+        ask.empty()
         asked.add(request)
     try:
         heatmap = explain(classifier, result, class_index, method, controls["depth"])
@@ -210,7 +241,33 @@ def explanation_ui(result, controls: dict):
                     caption=f"{method}: evidence for {classifier.display_names[class_index]}")
     images[2].image(blended, caption=f"Overlay (layer {heatmap.layer})", width="stretch",
                     output_format="JPEG")
+    explained = classifier.display_names[class_index]
+    if is_empty(heatmap):
+        st.info(f"An empty map: nothing in this image raises the model's score for "
+                f"**{explained}** at this layer, so every pixel gets the lowest colour. That is "
+                "the model's way of saying it sees no sign of that class here (expected for a "
+                "class it rejects); choose the predicted class to see what it did see.",
+                icon=":material/visibility_off:")
+    note = grid_note(controls["depth"], classifier.input_size) if method != "SmoothGrad" else None
+    if note:
+        st.caption(note)
     return heatmap, blended
+
+
+# Headers a person reads (the CSV keeps the plain field names, for spreadsheets and scripts).
+TABLE_COLUMNS = {
+    "file": st.column_config.TextColumn("File"),
+    "prediction": st.column_config.TextColumn("Prediction"),
+    "confidence": st.column_config.ProgressColumn("Confidence", format="percent", min_value=0.0,
+                                                  max_value=1.0),
+    "uncertain": st.column_config.CheckboxColumn("Uncertain"),
+    "runner_up": st.column_config.TextColumn("Runner-up"),
+    "runner_up_probability": st.column_config.NumberColumn("Runner-up probability",
+                                                           format="percent"),
+    "true_label": st.column_config.TextColumn("True label"),
+    "out_of_domain": st.column_config.CheckboxColumn("Unlike training images?"),
+    "note": None,  # the long sentence stays in the CSV
+}
 
 
 def batch_ui(results) -> object:
@@ -224,27 +281,18 @@ def batch_ui(results) -> object:
             st.session_state["selected_file"] = selected[0]
 
     st.subheader(f"{len(results)} images")
-    left, right = st.columns([2.2, 1])
-    with left:
-        st.dataframe(rows, key="results_table", on_select=select_row, selection_mode="single-row",
-                     hide_index=True, width="stretch",
-                     column_config={"confidence": st.column_config.ProgressColumn(
-                         "confidence", format="percent", min_value=0.0, max_value=1.0),
-                         "runner_up_probability": st.column_config.NumberColumn(
-                             "runner-up p", format="percent"),
-                         "out_of_domain": st.column_config.CheckboxColumn(
-                             "unlike training images?"),
-                         "note": None})  # the long sentence stays in the CSV
-        flagged = sum(bool(result.prediction.out_of_domain) for result in results)
-        if flagged:
-            st.warning(f"{flagged} of {len(results)} images flagged out of domain. {NOTICE}",
-                       icon=":material/travel_explore:")
-        st.download_button("Download results (CSV)", results_csv(results, classifier.display_names),
-                           file_name="hematovision-results.csv", mime="text/csv", key="csv",
-                           on_click="ignore", icon=":material/download:")
-    with right:
-        st.plotly_chart(charts.differential_chart(differential(results, classifier.display_names)),
-                        key="differential")
+    # The whole width for the table: beside the chart, the runner-up columns were cut off.
+    st.dataframe(rows, key="results_table", on_select=select_row, selection_mode="single-row",
+                 hide_index=True, width="stretch", column_config=TABLE_COLUMNS)
+    flagged = sum(bool(result.prediction.out_of_domain) for result in results)
+    if flagged:
+        st.warning(f"{flagged} of {len(results)} images flagged out of domain. {NOTICE}",
+                   icon=":material/travel_explore:")
+    st.download_button("Download results (CSV)", results_csv(results, classifier.display_names),
+                       file_name="hematovision-results.csv", mime="text/csv", key="csv",
+                       on_click="ignore", icon=":material/download:")
+    st.plotly_chart(charts.differential_chart(differential(results, classifier.display_names)),
+                    key="differential", config=charts.CHART_CONFIG)
     if st.session_state.get("selected_file", 0) >= len(results):
         st.session_state["selected_file"] = 0
     index = st.selectbox("Show image", range(len(results)), format_func=lambda i: names[i],
@@ -253,6 +301,7 @@ def batch_ui(results) -> object:
 
 
 files, true_labels = inputs_ui()
+originals = {file_digest(data): data for _, data in files}  # for the smear model's boxed field
 results, failures = [], []
 if files:
     with st.spinner("Classifying..."):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import streamlit as st
 
-from app_support import (data_missing_message, disclaimer, get_settings, model_sidebar, plain,
-                         quiz_pool, quiz_sources, show_image)
+from app_support import (data_missing_message, disclaimer, get_settings, load_classifier,
+                         model_sidebar, plain, quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
-from hematovision_core.morphology import card_for, contrast
+from hematovision_core.morphology import card_for, contrast, with_article
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.quiz_pool import (Candidate, model_view, predict_candidates,
                                          predict_sample, predicted_pool)
@@ -22,15 +23,32 @@ disclaimer()
 
 settings = get_settings()
 classifier = model_sidebar(settings)
+in_progress = st.session_state.get("quiz")
+if in_progress and in_progress["spec"].model_name != classifier.name:
+    # A quiz keeps the model it started with (its questions and seed depend on it), so a look
+    # at another model, or at another page, does not throw half a quiz away.
+    quiz_folder = Path(settings.models_dir) / in_progress["spec"].model_name
+    if quiz_folder.is_dir():
+        classifier = load_classifier(str(quiz_folder))
+        st.info(f"This quiz goes on with the model it started with, **{classifier.name}**; "
+                "the model chosen in the sidebar is used for your next quiz.")
 names = dict(zip(classifier.classes, classifier.display_names))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
+FORM_KEYS = ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length")
+FORM_COPY = "quiz_form_values"  # a plain key: Streamlit drops widget keys on other pages
+for key, value in st.session_state.get(FORM_COPY, {}).items():
+    st.session_state.setdefault(key, value)  # back from another page: the form as it was left
 st.session_state.setdefault("length", quiz.EXAM_LENGTH)
-KEPT_WIDGETS = ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length",
-                "show_progress")
-for key in KEPT_WIDGETS:
-    if key in st.session_state:  # keep widget values while the widget is not drawn
+# Kept while not drawn (Streamlit drops a widget's key in a run that does not draw it).
+for key in FORM_KEYS + ("show_progress",):
+    if key in st.session_state:
         st.session_state[key] = st.session_state[key]
+
+
+def article(name: str) -> str:
+    """"a" or "an" before a cell name shown in bold (the name itself stays outside)."""
+    return with_article(name).split(" ", 1)[0]
 
 
 OWN_SPLIT = ""  # the quiz source meaning "this model's validation and test images"
@@ -88,6 +106,8 @@ def setup_ui() -> dict:
     values["length"] = right.number_input(
         "Questions", min_value=5, max_value=100, step=5, key="length",
         disabled=values["mode"] == "practice", help="Practice goes on until you press Finish.")
+    st.session_state[FORM_COPY] = {key: st.session_state[key] for key in FORM_KEYS
+                                   if key in st.session_state}
     return values
 
 
@@ -168,6 +188,32 @@ def question_for(state: dict, answer: quiz.Answer) -> quiz.Question:
     return next(q for q in state["questions"] if q.image_id == answer.image_id)
 
 
+# On a phone (Streamlit stacks columns under 640 px) the image, then 8 full-width buttons one
+# under the other, ran to 1,200 px: the answers go two to a row and the image is kept to a third
+# of the screen, with a smaller title and top margin, so the image and every answer fit the first
+# screen (844 px). `st-key-<key>` is the class Streamlit gives a keyed container.
+PHONE_CSS = """<style>
+@media (max-width: 640px) {
+  [data-testid="stMainBlockContainer"] { padding-top: 3.5rem !important; }
+  [data-testid="stMainBlockContainer"] h1 { font-size: 1.9rem !important; }
+  .st-key-quiz_answers { flex-direction: row; flex-wrap: wrap; gap: 0.5rem !important; }
+  .st-key-quiz_answers > div { flex: 1 1 calc(50% - 0.25rem); min-width: calc(50% - 0.25rem); }
+  .st-key-quiz_image img { max-height: 26vh; width: auto !important; }
+}
+</style>"""
+
+
+def score_line_ui(state: dict) -> None:
+    """The score in one line above a question (four metrics filled a phone's first screen)."""
+    result = quiz.score(state["answers"])
+    if not result.answered:
+        return
+    versus = (f" · you {result.correct} : {result.model_correct} model"
+              if state["spec"].mode == "versus" else "")
+    st.caption(f"Score **{result.points} / {result.max_points}** · right {result.correct} / "
+               f"{result.answered} · streak {result.streak}{versus}")
+
+
 def scoreboard_ui(state: dict) -> None:
     """Score, streak and time; in versus mode, the Human vs Model tally."""
     result = quiz.score(state["answers"])
@@ -189,14 +235,15 @@ def question_ui(state: dict) -> None:
     planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
     total = "" if spec.mode == "practice" else f" of {planned}"
     st.subheader(f"Question {question.number}{total}")
-    picture, buttons = st.columns([1, 1])
-    show_image(picture, question.path, width=360)
-    buttons.markdown("**Which cell is this?**")
     if state.get("skip_notice"):
         st.error(state["skip_notice"])
         state["skip_notice"] = None
+    picture, buttons = st.columns([1, 1])
+    show_image(picture.container(key="quiz_image"), question.path, width=360)
+    buttons.markdown("**Which cell is this?**")
+    answers = buttons.container(key="quiz_answers", gap="small")
     for label in classifier.classes:
-        buttons.button(names[label], key=f"answer_{label}", width="stretch",
+        answers.button(names[label], key=f"answer_{label}", width="stretch",
                        on_click=answer_clicked, args=(label, question.number))
     card = card_for(question.truth)
     if card:
@@ -245,20 +292,22 @@ def feedback_ui(state: dict) -> None:
     """Right or wrong, the truth, the model's answer and Grad-CAM, and the contrast line."""
     answer = state["feedback"]
     if answer.correct:
-        st.success(f"Right: this is a **{names[answer.truth]}**.")
+        st.success(f"Right: this is {article(names[answer.truth])} **{names[answer.truth]}**.")
     else:
-        st.error(f"Not quite: you said **{names[answer.answer]}**, it is a **{names[answer.truth]}**.")
+        st.error(f"Not quite: you said **{names[answer.answer]}**, it is "
+                 f"{article(names[answer.truth])} **{names[answer.truth]}**.")
         st.markdown(f":material/lightbulb: {contrast(answer.answer, answer.truth)}")
     model_verdict = "right" if answer.model_correct else "wrong"
     st.markdown(f"The model says **{names[answer.model_answer]}** "
                 f"({answer.model_confidence:.0%} confident): {model_verdict}.")
+    last = len(state["answers"]) >= len(state["questions"])
+    # Under the verdict, not under the pictures: on a phone those fill a screen and more.
+    st.button("See the results" if last else "Next question", key="next", type="primary",
+              on_click=update_quiz, kwargs={"feedback": None, "finished": last})
     left, right = st.columns(2)
     show_image(left, question_for(state, answer).path, caption="The image", width=320)
     right.image(state["overlay"], caption="Where the model looked (Grad-CAM)",
                 width=320, output_format="JPEG")  # JPEG: a fraction of PNG's encoding time
-    last = len(state["answers"]) >= len(state["questions"])
-    st.button("See the results" if last else "Next question", key="next", type="primary",
-              on_click=update_quiz, kwargs={"feedback": None, "finished": last})
 
 
 def progress_ui(state: dict) -> None:
@@ -269,11 +318,11 @@ def progress_ui(state: dict) -> None:
     left, right = st.columns(2)
     left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers,
                                                                            classifier.classes)),
-                      key="class_accuracy")
+                      key="class_accuracy", config=charts.CHART_CONFIG)
     right.plotly_chart(charts.confusion_matrix_heatmap(
         quiz.confusion_matrix(answers, classifier.classes), classifier.display_names,
         title="Which cells you mistake for which", answered="your answer", truth="true cell"),
-        key="confusion")
+        key="confusion", config=charts.CHART_CONFIG)
 
 
 def review_ui(state: dict) -> None:
@@ -288,14 +337,16 @@ def review_ui(state: dict) -> None:
             left, right = st.columns([1, 3])
             show_image(left, question.path, width=160)
             right.markdown(f"**Question {answer.question_number}**: you said "
-                           f"**{names[answer.answer]}**, it is a **{names[answer.truth]}** "
+                           f"**{names[answer.answer]}**, it is {article(names[answer.truth])} "
+                           f"**{names[answer.truth]}** "
                            f"(the model said {names.get(answer.model_answer, '?')}).")
             right.caption(contrast(answer.answer, answer.truth))
 
 
 state = st.session_state.get("quiz")
-if state and state["spec"].model_name != classifier.name:
-    st.info("You switched models, so the quiz started over.")
+if state and state["spec"].model_name != classifier.name:  # its model folder is gone
+    st.info(f"The model `{state['spec'].model_name}` of your quiz is no longer here, so the quiz "
+            "started over.")
     state = st.session_state.quiz = None
 
 if state is None:
@@ -318,31 +369,34 @@ if state["feedback"] is None and len(state["answers"]) >= len(state["questions"]
     state["finished"] = True  # e.g. the pool ran out
 images = "" if state["source"] == OWN_SPLIT else f" · images from `{state['source']}`"
 st.markdown(f"**{plain(state['nickname'])}** · {quiz.MODE_LABELS[spec.mode]} · "
-            f"{quiz.DIFFICULTY_LABELS[spec.difficulty]}{images} · quiz code **`{spec.code}`** "
-            "(share it: the same code and images give the same questions)")
+            f"{quiz.DIFFICULTY_LABELS[spec.difficulty]}{images} · quiz code **`{spec.code}`**",
+            help="Share the code: the same code and images give the same questions.")
+st.html(PHONE_CSS)
 if state["notice"]:
     st.info(state["notice"])
     state["notice"] = None
 if state["save_error"]:
     st.warning(f"{state['save_error']} Your quiz goes on, but this answer is not kept.")
     state["save_error"] = None
-if spec.mode != "exam" or state["finished"]:
-    scoreboard_ui(state)
 
 if state["finished"]:
+    scoreboard_ui(state)
     st.subheader("Results")
     progress_ui(state)
     if spec.mode == "versus":
         st.plotly_chart(charts.human_vs_model_bars(quiz.human_vs_model(state["answers"])),
-                        key="versus")
+                        key="versus", config=charts.CHART_CONFIG)
     review_ui(state)
 elif state["feedback"] is not None:
-    feedback_ui(state)
+    feedback_ui(state)  # the verdict first: on a phone it is what the first screen shows
+    scoreboard_ui(state)
     # The two progress charts cost more server time than the rest of the page (a lecture hall's
     # bottleneck): drawn on request during the quiz, always with the results.
     if st.toggle("Show my progress charts", key="show_progress"):
         progress_ui(state)
 else:
+    if spec.mode != "exam":
+        score_line_ui(state)
     question_ui(state)
     if spec.mode == "exam":
         planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])

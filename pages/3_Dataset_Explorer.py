@@ -5,15 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from app_support import (cached_predictions, data_missing_message, disclaimer, domain_flags,
-                         get_settings, list_datasets, model_sidebar, show_image, split_source)
+                         get_settings, list_datasets, model_sidebar, prediction_job, show_image,
+                         split_source, start_prediction_job)
 from hematovision_core import charts, explorer
 from hematovision_core.explorer import ALL, DOMAINS, OUTCOMES, PAGE_SIZE, Filters
 from hematovision_core.morphology import card_for
 from hematovision_core.preprocessing import ImageError
-from hematovision_core.split_predictions import compute
 from hematovision_core.thumbnails import heatmap_overlay, thumbnail
 
 AUTO_COMPUTE_LIMIT = 1000  # splits up to this size are run through the model without asking
+WAIT_SECONDS = 8  # how long a page run waits for a new job: small splits show at once
+PROGRESS_SECONDS = 2  # how often the background run's progress bar is redrawn
 IMAGES_PER_SECOND = 30  # for the time estimate: measured on 2 busy CPU cores (about 60 when idle)
 GRID_COLUMNS = 6
 ERRORS_GRID_COLUMNS = 4  # these captions name two classes
@@ -60,31 +62,59 @@ def data_ui(settings, classifier, datasets: list[str]) -> tuple[str, str]:
 
 
 def predictions_ui(settings, classifier, source):
-    """Cached predictions for the split, computing them (with a progress bar) when needed."""
+    """Cached predictions for the split; else start (or follow) the model's run over it in the
+    background, and show its progress while the user browses. None until they exist."""
     predictions = cached_predictions(settings.cache_dir, classifier, source)
     if predictions is not None:
         return predictions
     count = len(source.paths)
     minutes = max(1, round(count / IMAGES_PER_SECOND / 60))
-    asked = count <= AUTO_COMPUTE_LIMIT or st.button(
-        f"Run the model on these {count} images (about {minutes} min, once)",
-        key="explorer_compute", type="primary")
-    if not asked:
-        st.info(f"The model has not seen this split yet. Running it over {count} images takes "
-                f"about {minutes} minute(s) once; the results are kept on disk for every later "
-                "visit. Browsing works meanwhile.")
+    job = prediction_job(settings.cache_dir, classifier, source)
+    if job is not None and job.error is not None:
+        st.error(f"The model could not run over this split: {job.error}", icon=":material/error:")
+        st.button("Try again", key="explorer_compute_again", on_click=start_prediction_job,
+                  args=(settings.cache_dir, classifier, source))
         return None
-    bar = st.progress(0.0, text="Running the model...")
+    if job is None:
+        if count > AUTO_COMPUTE_LIMIT:  # a click's worth: minutes of both CPU cores
+            st.info(f"The model has not seen this split yet. Running it over {count} images takes "
+                    f"about {minutes} minute(s), once, in the background: browse meanwhile; the "
+                    "results are kept on disk for every later visit.")
+            st.button(f"Run the model on these {count} images (about {minutes} min, once)",
+                      key="explorer_compute", type="primary", on_click=start_prediction_job,
+                      args=(settings.cache_dir, classifier, source))
+            return None
+        job = start_prediction_job(settings.cache_dir, classifier, source)
+        if job.wait(WAIT_SECONDS):  # a small split: its results in this very run
+            return predictions_after(settings, classifier, source)
+    job_progress_ui(job, count)
+    return None
 
-    def show(done: int, total: int) -> None:
-        bar.progress(done / max(total, 1), text=f"Running the model: {done} of {total} images")
 
-    predictions = compute(settings.cache_dir, classifier, source, progress=show)
-    bar.empty()
-    if predictions.skipped:
+def predictions_after(settings, classifier, source):
+    """The predictions a finished job left on disk, or None with its error shown."""
+    job = prediction_job(settings.cache_dir, classifier, source)
+    if job is not None and job.error is not None:
+        st.error(f"The model could not run over this split: {job.error}", icon=":material/error:")
+        return None
+    predictions = cached_predictions(settings.cache_dir, classifier, source)
+    if predictions is not None and predictions.skipped:
         st.warning(f"{len(predictions.skipped)} file(s) could not be read and were left out, "
                    f"e.g. `{predictions.skipped[0]}`.")
     return predictions
+
+
+@st.fragment(run_every=PROGRESS_SECONDS)
+def job_progress_ui(job, count: int) -> None:
+    """The background run's progress, redrawn every few seconds on its own; the whole page
+    reruns once it ends, to show the predictions."""
+    if job.finished.is_set():
+        st.rerun(scope="app")
+    total = job.total or count
+    st.progress(job.done / max(total, 1),
+                text=f"The model is looking at this split in the background: {job.done} of "
+                     f"{total} images ({job.seconds:.0f} s). Browse meanwhile: outcomes, errors "
+                     "and the map appear here when it is done.")
 
 
 def thumbnail_ui(settings, source, path: str, caption: str, key: str) -> None:
@@ -245,7 +275,8 @@ def errors_ui(settings, classifier, source, table, names) -> None:
     if filters.true_label is not None and filters.predicted_label is not None:
         selected = (filters.true_label, filters.predicted_label)
     st.plotly_chart(charts.confusion_matrix_chart(confusion, names, selected),
-                    key="explorer_confusion", on_select="rerun", selection_mode="points")
+                    key="explorer_confusion", on_select="rerun", selection_mode="points",
+                    config=charts.CHART_CONFIG)
     shown = explorer.apply_filters(table, filters)
     number = page_number_ui("explorer_errs_page", explorer.page_of(shown.index, 1).count)
     page = explorer.page_of(shown.index, number)
@@ -277,7 +308,8 @@ def map_ui(predictions, table, names) -> None:
     selected_rows = table.index[table["path"] == selected] if selected else []
     figure = charts.feature_map_chart(table, names, predictions.explained_variance,
                                       int(selected_rows[0]) if len(selected_rows) else None)
-    st.plotly_chart(figure, key="explorer_map", on_select="rerun", selection_mode="points")
+    st.plotly_chart(figure, key="explorer_map", on_select="rerun", selection_mode="points",
+                    config=charts.CHART_CONFIG)
     st.caption("Each point is one image, placed by the model's 1280 pooled features (the first "
                "two principal components). Cells the model sees alike sit together; click a point "
                "to view its image.")
@@ -319,7 +351,7 @@ def detail_ui(settings, classifier, source, predictions, table, names) -> None:
     st.plotly_chart(charts.probability_bars(
         probabilities, classifier.display_names, highlight=truth,
         title="Probabilities (true class in colour)" if truth is not None else "Probabilities"),
-        key="explorer_detail_probabilities", config={"displayModeBar": False})
+        key="explorer_detail_probabilities", config=charts.CHART_CONFIG)
     card_ui(label)
 
 
@@ -346,7 +378,7 @@ names = {label: explorer.display_name(classifier, label)
          for label in (*classifier.classes, *sorted(set(source.labels)))}
 distribution = explorer.class_distribution(classifier, settings.data_dir, dataset, source)
 st.plotly_chart(charts.class_distribution_chart(distribution, names, highlight=split),
-                key="explorer_distribution")
+                key="explorer_distribution", config=charts.CHART_CONFIG)
 
 predictions = predictions_ui(settings, classifier, source)
 table = (explorer.prediction_table(predictions, domain_flags(classifier, predictions))
@@ -370,13 +402,13 @@ with main:
     with tabs[1]:
         if tabs[1].open:
             if table is None:
-                st.info("Run the model on this split first (button above).")
+                st.info("The model's answers on this split are not ready yet (see above).")
             else:
                 errors_ui(settings, classifier, source, table, names)
     with tabs[2]:
         if tabs[2].open:
             if table is None:
-                st.info("Run the model on this split first (button above).")
+                st.info("The model's answers on this split are not ready yet (see above).")
             else:
                 map_ui(predictions, table, names)
 with detail:

@@ -28,7 +28,12 @@ def configured_password() -> str | None:
 
 def password_ui(expected: str) -> bool:
     """Ask for the password; True once the right one is typed."""
-    typed = st.text_input("Instructor password", type="password", key="instructor_password")
+    # A form: a button (or Enter) sends the password; a bare text input waited for Enter alone.
+    with st.form("instructor_login", border=False):
+        st.text_input("Instructor password", type="password", key="instructor_password")
+        st.form_submit_button("Open the instructor view", key="instructor_login_button",
+                              type="primary")
+    typed = st.session_state.get("instructor_password", "")
     if not typed:
         st.caption("Students never see this page's results; only the instructor password opens it.")
         return False
@@ -49,7 +54,8 @@ def code_ui(summaries: list[storage.QuizCodeSummary]) -> str:
     return st.selectbox(
         "Quiz code", list(by_code), key="instructor_code",
         format_func=lambda code: f"{code} · {by_code[code].students} student(s), "
-                                 f"{by_code[code].answers} answers, last {by_code[code].last_answer}")
+                                 f"{by_code[code].answers} answers, last "
+                                 f"{quiz.readable_time(by_code[code].last_answer)}")
 
 
 def hardest_images_ui(hardest) -> None:
@@ -106,16 +112,17 @@ columns[3].metric("Model accuracy (same images)",
                   f"{versus.model_correct / versus.answered:.0%}" if versus.answered else "-")
 
 left, right = st.columns(2)
-left.plotly_chart(charts.score_histogram(students["accuracy"]), key="score_histogram")
+left.plotly_chart(charts.score_histogram(students["accuracy"]), key="score_histogram",
+                  config=charts.CHART_CONFIG)
 right.plotly_chart(charts.human_vs_model_bars(versus, title="Class vs Model"),
-                   key="human_vs_model")
+                   key="human_vs_model", config=charts.CHART_CONFIG)
 left, right = st.columns(2)
 left.plotly_chart(charts.class_accuracy_bars(report.class_accuracy, who="Class"),
-                  key="class_accuracy")
+                  key="class_accuracy", config=charts.CHART_CONFIG)
 right.plotly_chart(charts.confusion_matrix_heatmap(
     report.confusion, [quiz.display_name(c) for c in classes],
     title="What the class mistakes for what", answered="answer", truth="true cell"),
-    key="class_confusion")
+    key="class_confusion", config=charts.CHART_CONFIG)
 
 st.subheader("Most confused pairs")
 st.dataframe(report.confused_pairs, hide_index=True, key="confused_pairs")

@@ -157,6 +157,9 @@ def test_score_cam_waits_for_a_click(tiny_env):
     at.button(key="run_scorecam").click().run()
     no_exception(at)
     assert any("Score-CAM: evidence for" in caption for caption in heatmap_images(at))
+    # Its job done, the notice and the button go: they no longer sit above the map.
+    assert "run_scorecam" not in [button.key for button in at.button]
+    assert not any("Score-CAM runs the model" in notice.value for notice in at.info)
 
 
 def test_opacity_change_redraws_the_overlay_without_recomputing(tiny_env, monkeypatch):

@@ -52,6 +52,12 @@ def instructor_env(database_url, tmp_path, monkeypatch):
     return db
 
 
+
+def sign_in(at, password: str) -> None:
+    """Type the password and press the form's button (the field sits in a form)."""
+    at.text_input(key="instructor_password").input(password)
+    at.button(key="instructor_login_button").click().run()
+
 def test_instructor_view_is_off_without_a_password(instructor_env, monkeypatch):
     monkeypatch.delenv("HEMATOVISION_INSTRUCTOR_PASSWORD", raising=False)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
@@ -64,11 +70,11 @@ def test_instructor_view_refuses_a_wrong_password_and_shows_the_class(instructor
     monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
-    at.text_input(key="instructor_password").input("guess").run()
+    sign_in(at, "guess")
     assert at.error and "Wrong password" in at.error[0].value
     assert not at.metric and not at.selectbox  # nothing about students leaks
 
-    at.text_input(key="instructor_password").input(PASSWORD).run()
+    sign_in(at, PASSWORD)
     assert not at.exception, at.exception
     assert not at.error
     at.selectbox(key="instructor_code").select("HALL-1").run()
@@ -98,17 +104,17 @@ def test_repeated_wrong_passwords_slow_down_then_lock_the_page(instructor_env, m
     monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", guard)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
     for number in range(4):
-        at.text_input(key="instructor_password").input(f"guess-{number}").run()
+        sign_in(at, f"guess-{number}")
     assert not at.exception, at.exception
     assert "Wrong password. Wait 1 s before the next try" in at.error[0].value  # the 4th wrong one: a delay
-    at.text_input(key="instructor_password").input(PASSWORD).run()  # too soon, even if right
+    sign_in(at, PASSWORD)  # too soon, even if right
     assert "Too many wrong passwords: wait 1 s" in at.error[0].value and not at.metric
     for number in range(4, 10):
         now[0] += 100  # past every delay
-        at.text_input(key="instructor_password").input(f"guess-{number}").run()
+        sign_in(at, f"guess-{number}")
     assert at.error[0].value == "Too many wrong passwords: sign-in is locked for 5 min."
     now[0] += 60
-    at.text_input(key="instructor_password").input(PASSWORD).run()
+    sign_in(at, PASSWORD)
     assert "locked for 4 min" in at.error[0].value
     assert not at.metric and not at.selectbox  # nothing about students leaks
     now[0] += 240
@@ -135,7 +141,7 @@ def test_the_answers_csv_gets_a_url_only_when_clicked_and_not_after_the_session(
     monkeypatch.setattr(app_test, "MediaFileManager", KeptManager)
     monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
-    at.text_input(key="instructor_password").input(PASSWORD).run()
+    sign_in(at, PASSWORD)
     at.selectbox(key="instructor_code").select("HALL-1").run()
     assert not at.exception, at.exception
     manager = managers[-1]

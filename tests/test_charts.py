@@ -102,6 +102,20 @@ def test_model_card_facts():
     assert model_card.version_line(METADATA).startswith("demo (sha256 abababababab)")
 
 
+def test_model_card_tables_read_as_text_with_a_dash_for_a_missing_figure():
+    import pandas as pd
+
+    table = pd.DataFrame([{"split": "validation", "images": 1539, "accuracy": 0.98176,
+                           "top-2 accuracy": None, "ECE": 0.0049, "unrecorded": None},
+                          {"split": "cross-validation", "images": 222, "accuracy": 0.892,
+                           "top-2 accuracy": 0.97, "ECE": float("nan"), "unrecorded": None}])
+    shown = model_card.as_text(table, percent=("accuracy", "top-2 accuracy"),
+                               decimals={"ECE": 3})
+    assert list(shown.columns) == ["split", "images", "accuracy", "top-2 accuracy", "ECE"]
+    assert shown.iloc[0].tolist() == ["validation", "1,539", "98.2%", "–", "0.005"]
+    assert shown.iloc[1].tolist() == ["cross-validation", "222", "89.2%", "97.0%", "–"]
+
+
 def test_read_history_tolerates_missing_and_broken_files(tmp_path):
     assert model_card.read_history(tmp_path) is None
     (tmp_path / "history.json").write_text("{not json")

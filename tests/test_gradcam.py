@@ -226,3 +226,13 @@ def test_shipped_model_gradcam_peaks_on_the_cell_more_often_than_not(shipped_cla
             total += 1
     assert total >= 10
     assert hits > total / 2, f"the heatmap peaked on the cell in only {hits} of {total} images"
+
+
+def test_a_depth_says_how_coarse_its_map_is_and_an_empty_map_is_recognised():
+    from hematovision_core.heatmap import Heatmap, grid_note, is_empty
+
+    assert "7x7 grid of 32-pixel squares" in grid_note("last", 224)
+    assert "middle block" in grid_note("last", 224)
+    assert "14x14" in grid_note("middle", 224) and grid_note("out_relu", 224) is None
+    assert is_empty(Heatmap(np.zeros((4, 4), np.float32), "Grad-CAM", 0, "out_relu"))
+    assert not is_empty(Heatmap(np.eye(4, dtype=np.float32), "Grad-CAM", 0, "out_relu"))

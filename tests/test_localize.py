@@ -68,3 +68,15 @@ def test_real_smears_crop_around_a_purple_nucleus_real_data(shared_data):
         assert crop.size[0] == crop.size[1] < min(field.size)
         share = localize.purple_mask(np.asarray(crop)).mean()
         assert share > 2 * localize.purple_mask(np.asarray(field)).mean()
+
+
+def test_the_field_is_shown_with_the_found_cell_boxed():
+    field = _smear((150, 110))
+    boxed = localize.boxed_field(field)
+    assert boxed.shape == (240, 320, 3) and boxed.dtype == np.uint8
+    left, top, right, bottom = localize.white_cell_box(field)
+    box_pixels = np.all(boxed == localize.BOX_COLOUR, axis=-1)
+    assert box_pixels[top, left:right].all() and box_pixels[top:bottom, left].all()
+    assert not box_pixels[110, 150]  # the nucleus itself is left as it is
+    np.testing.assert_array_equal(boxed[0, 0], PALE)  # and the rest of the field
+    assert localize.boxed_field(Image.new("RGB", (320, 240), PALE)) is None

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from hematovision_core.morphology import CARDS, MorphologyCard, card_for, contrast
+from hematovision_core.morphology import CARDS, MorphologyCard, card_for, contrast, with_article
 
 PBC_CLASSES = ["basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte",
                "neutrophil", "platelet"]
@@ -48,3 +48,10 @@ def test_contrast_for_a_correct_or_unknown_answer():
     assert contrast("eosinophil", "Eosinophil").startswith("Correct")
     assert "basophil" in contrast("no idea", "basophil").lower()
     assert "\n" not in contrast("ig", "neutrophil")
+
+
+def test_cell_names_take_the_right_article():
+    assert with_article("Eosinophil") == "an Eosinophil"
+    assert with_article("Immature granulocyte") == "an Immature granulocyte"
+    assert with_article("Neutrophil") == "a Neutrophil"
+    assert with_article("Basophil") == "a Basophil"

@@ -268,3 +268,11 @@ def test_answers_csv_keeps_formula_nicknames_inert():
     assert [row["nickname"] for row in rows[:len(nicknames)]] == ["'" + n for n in nicknames]
     assert rows[-1]["nickname"] == "ben" and rows[-1]["model_confidence"] == "0.9"
     assert list(rows[0]) == list(quiz.answers_frame(answers).columns)
+
+
+def test_stored_times_read_as_a_date_and_time():
+    from hematovision_core.quiz import readable_time
+
+    assert readable_time("2026-12-02T15:43:07+00:00") == "2 Dec 2026, 15:43 UTC"
+    assert readable_time("2026-12-02T16:43:07+01:00") == "2 Dec 2026, 15:43 UTC"
+    assert readable_time("not a time") == "not a time"

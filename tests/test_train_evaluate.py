@@ -121,7 +121,7 @@ def test_evaluate_record_stores_figures_in_model_json_real_data(tiny_model_folde
     metadata = read_metadata(folder)  # still a valid folder: the model file is untouched
     assert metadata["metrics"]["augmented_test"]["n"] == 2
     headline = model_card.headline_metrics(metadata)
-    assert list(headline["split"]) == ["internal test, rotated/shifted copies"]
+    assert list(headline["split"]) == ["test, rotated copies"]
     assert headline["images"].iloc[0] == 2
 
 
