@@ -42,6 +42,23 @@ def heatmap_workers():
     explain_pool.shutdown()
 
 
+@pytest.fixture
+def media_managers(monkeypatch) -> list:
+    """Every media file manager AppTest makes, kept so a test can run a deferred download
+    (`download_button(data=callable)`) as a click would: `managers[-1].execute_deferred(id)`."""
+    from streamlit.testing.v1 import app_test
+
+    managers: list = []
+
+    class KeptManager(app_test.MediaFileManager):
+        def __init__(self, storage):
+            super().__init__(storage)
+            managers.append(self)
+
+    monkeypatch.setattr(app_test, "MediaFileManager", KeptManager)
+    return managers
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "pbc").is_dir():

@@ -93,17 +93,7 @@ def test_classify_page_renders_with_the_disclaimer_and_no_input(tiny_env):
     assert set(at.file_uploader(key="uploads").allowed_type) >= {".jpg", ".png", ".tif", ".bmp"}
 
 
-def test_upload_shows_prediction_chart_heatmap_morphology_and_report(tiny_env, monkeypatch):
-    from streamlit.testing.v1 import app_test
-
-    managers = []
-
-    class KeptManager(app_test.MediaFileManager):  # the page's media files, kept for the test
-        def __init__(self, storage):
-            super().__init__(storage)
-            managers.append(self)
-
-    monkeypatch.setattr(app_test, "MediaFileManager", KeptManager)
+def test_upload_shows_prediction_chart_heatmap_morphology_and_report(tiny_env, media_managers):
     at = new_app().run()
     at.file_uploader(key="uploads").set_value([real_image(tiny_env, "eosinophil")])
     at.run()
@@ -116,7 +106,7 @@ def test_upload_shows_prediction_chart_heatmap_morphology_and_report(tiny_env, m
     assert "Original" in images and len(images) >= 4  # the upload, original, heatmap, overlay
     button = at.download_button(key="report").proto
     assert not button.url, "the report was made before anyone asked for it"
-    url = managers[-1].execute_deferred(button.deferred_file_id)  # what a click asks for
+    url = media_managers[-1].execute_deferred(button.deferred_file_id)  # what a click asks for
     report = media(url).decode("utf-8")
     assert predicted in report and "data:image/png;base64," in report
     assert "http://" not in report and "https://" not in report  # one file, no external links

@@ -123,28 +123,20 @@ def test_repeated_wrong_passwords_slow_down_then_lock_the_page(instructor_env, m
 
 
 def test_the_answers_csv_gets_a_url_only_when_clicked_and_not_after_the_session(instructor_env,
-                                                                             monkeypatch):
+                                                                             monkeypatch,
+                                                                             media_managers):
     import csv
     import io
 
     from streamlit.errors import StreamlitAPIException
     from streamlit.runtime.media_file_storage import MediaFileStorageError
-    from streamlit.testing.v1 import app_test
 
-    managers = []
-
-    class KeptManager(app_test.MediaFileManager):  # the page's media files, kept for the test
-        def __init__(self, storage):
-            super().__init__(storage)
-            managers.append(self)
-
-    monkeypatch.setattr(app_test, "MediaFileManager", KeptManager)
     monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
     sign_in(at, PASSWORD)
     at.selectbox(key="instructor_code").select("HALL-1").run()
     assert not at.exception, at.exception
-    manager = managers[-1]
+    manager = media_managers[-1]
     button = at.download_button(key="export_csv").proto
     # No CSV is stored, so there is no URL to leak, until the instructor clicks.
     assert not button.url and button.deferred_file_id
