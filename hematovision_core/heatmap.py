@@ -7,6 +7,7 @@ other depths (`gradcam`) run in the worker processes (`explain_pool`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -77,20 +78,24 @@ def needs_gradients(method: str, layer: str) -> bool:
     return not (method == "Grad-CAM" and layer_name(layer) == LAST_CONV_LAYER)
 
 
+@functools.lru_cache(maxsize=32)
 def stretch_matrix(length: int, size: int) -> np.ndarray:
     """(size, length) weights of a linear, corner-aligned resize from `length` to `size` samples.
 
     Same result as scipy.ndimage.zoom(order=1), which tf-keras-vis uses to expand its maps.
+    Cached (and read-only): every quiz answer's heatmap asks for the same two.
     """
     matrix = np.zeros((size, length), np.float32)
     if length == 1 or size == 1:
         matrix[:, 0] = 1.0
+        matrix.flags.writeable = False
         return matrix
     position = np.arange(size) * (length - 1) / (size - 1)  # output row -> input coordinate
     low = np.minimum(np.floor(position).astype(int), length - 2)
     fraction = (position - low).astype(np.float32)
     matrix[np.arange(size), low] = 1.0 - fraction
     matrix[np.arange(size), low + 1] = fraction
+    matrix.flags.writeable = False
     return matrix
 
 
