@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from synthetic import cell_image
+from synthetic import quiz_images
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOME = str(REPO_ROOT / "Home.py")
@@ -24,18 +24,11 @@ MODELS = ("tiny-a", "tiny-b")  # sorted: tiny-a is the default when pbc-8class i
 def two_models(tmp_path, tiny_model_folder, monkeypatch):
     """Two copies of the tiny model, each owning the same few images through a split manifest."""
     classes = json.loads((tiny_model_folder / "model.json").read_text())["classes"]
-    rows = ["path,label,split,sha1"]
-    for i, label in enumerate(classes):
-        for j, split in enumerate(["train", "val", "test", "test"]):
-            relative = f"{label}/{split}-{j}.png"
-            target = tmp_path / "data" / "pbc" / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            cell_image((64, 64), (60 * i, 40 + 50 * j, 150)).save(target)
-            rows.append(f"{relative},{label},{split},x")
+    manifest = quiz_images(tmp_path / "data", classes)
     for name in MODELS:
         model = tmp_path / "models" / name
         shutil.copytree(tiny_model_folder, model)
-        (model / "split.csv").write_text("\n".join(rows) + "\n")
+        (model / "split.csv").write_text(manifest)
         metadata = json.loads((model / "model.json").read_text())
         metadata.update(name=name, data={"dataset": "pbc", "split_manifest": "split.csv"})
         (model / "model.json").write_text(json.dumps(metadata))

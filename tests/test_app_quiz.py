@@ -12,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from hematovision_core import storage
-from synthetic import cell_image
+from synthetic import quiz_images
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PAGE = REPO_ROOT / "pages" / "2_Quiz.py"
@@ -27,15 +27,8 @@ def quiz_env(tmp_path, tiny_model_folder, monkeypatch):
     shutil.copytree(tiny_model_folder, model)
     metadata = json.loads((model / "model.json").read_text())
     classes = metadata["classes"]
-    rows = ["path,label,split,sha1"]
-    for i, label in enumerate(classes):
-        for j, split in enumerate(["train", "val", "test", "test"]):
-            relative = f"{label}/{split}-{j}.png"
-            target = tmp_path / "data" / "pbc" / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            cell_image((64, 64), (60 * i, 40 + 50 * j, 150)).save(target)
-            rows.append(f"{relative},{label},{split},x")
-    (model / "split.csv").write_text("\n".join(rows) + "\n")
+    manifest = quiz_images(tmp_path / "data", classes)
+    (model / "split.csv").write_text(manifest)
     metadata["data"] = {"dataset": "pbc", "split_manifest": "split.csv"}
     (model / "model.json").write_text(json.dumps(metadata))
     db = tmp_path / "var" / "quiz.sqlite3"
