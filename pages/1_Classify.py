@@ -58,7 +58,9 @@ def inputs_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
     except StreamlitAPIException as error:  # what Streamlit still checks, e.g. a NUL in a name
         st.error(f"These uploads cannot be used ({error}). Reload the page and upload again.")
         return [], None
-    st.caption("Images are processed in memory and never stored.")
+    st.caption("Images are classified in memory and never saved by HematoVision; while a file over "
+               "1 MB uploads, the web server holds it in an unnamed temporary file, freed at once. "
+               "Your files are dropped when you remove them or close the page.")
     files, refused = refuse_other_types([(upload.name, upload.getvalue())
                                          for upload in uploads or []])
     for failure in refused:
