@@ -69,10 +69,12 @@ _caches: dict[str, "OrderedDict[Hashable, _Entry]"] = {}
 _lock = threading.Lock()
 
 
-def once(name: str, key: Hashable, compute: Callable[[], Value]) -> Value:
+def once(name: str, key: Hashable, compute: Callable[[], Value],
+         max_entries: int = MAX_ENTRIES) -> Value:
     """`compute()` once per (name, key) in this process; concurrent callers share one result.
 
-    A failure is not cached: the next caller tries again (the file may be fixed by then).
+    The `max_entries` least recently used keys of a name are kept. A failure is not cached: the
+    next caller tries again (the file may be fixed by then).
     """
     with _lock:
         cache = _caches.setdefault(name, OrderedDict())
@@ -80,7 +82,7 @@ def once(name: str, key: Hashable, compute: Callable[[], Value]) -> Value:
         owner = entry is None
         if owner:
             entry = cache[key] = _Entry()
-            while len(cache) > MAX_ENTRIES:
+            while len(cache) > max_entries:
                 cache.popitem(last=False)
         else:
             cache.move_to_end(key)

@@ -215,6 +215,34 @@ def quiz_pool(classifier, data_dir: Path, source: str) -> list:
         classifier.folder, classifier.metadata, data_dir))
 
 
+QUIZ_VIEWS_KEPT = 256  # (answer, overlay) pairs of about 20 kB: a lecture's worth of images
+
+
+def quiz_feedback(classifier, candidate):
+    """The model's answer on a quiz image and its Grad-CAM overlay as JPEG bytes
+    (`(Candidate, bytes)`), made once per model and version of the image file.
+
+    A lecture hall on one quiz code is shown the same images in the same order: one forward pass
+    and one JPEG encoding serve every student, and the identical bytes are one media file in
+    Streamlit's store (it keys files by content), not one per session.
+    """
+    from dataclasses import replace
+
+    from hematovision_core.quiz_pool import model_view
+    from hematovision_core.thumbnails import jpeg_bytes
+
+    def compute():
+        view = model_view(classifier, candidate)
+        return view.candidate, jpeg_bytes(view.overlay)
+
+    key = (model_key(classifier), app_cache.stamp([candidate.path]))
+    judged, overlay = app_cache.once("quiz_feedback", key, compute, max_entries=QUIZ_VIEWS_KEPT)
+    # The same file may be two students' different candidates (ids are relative to a data
+    # folder): keep the caller's id and truth, take the model's answer from the cache.
+    return replace(candidate, predicted=judged.predicted, confidence=judged.confidence,
+                   second=judged.second, second_probability=judged.second_probability), overlay
+
+
 @st.cache_data(show_spinner=False)
 def example_pool(model_folder: str, data_dir: str, metadata: dict) -> list[tuple[str, str]]:
     """(path, true label) of the images a random example is drawn from (the test split if known)."""

@@ -5,7 +5,8 @@ protobufs (`rerun_script` carrying a `ClientState`, `file_urls_request`) and rea
 protobufs until the run's final `script_finished`, then loads the run's new images from
 `/media/`. Like the frontend it keeps every widget's current value between runs (defaults
 included), sends buttons as one-run trigger values, takes the server's value when a delta says
-`set_value`, and forgets widgets the last run did not draw.
+`set_value`, and forgets widgets the last run did not draw. A widget inside an `st.fragment`
+reruns only that fragment, whose new elements replace its old ones on the page kept.
 Widgets are found by their user `key`: an element id is `$$ID-<hash>-<key>`.
 """
 
@@ -27,7 +28,8 @@ from websockets.asyncio.client import connect
 
 XSRF_COOKIE = "_streamlit_xsrf"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # above the server's own 200 MB message limit
-FINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
+FINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR,
+                  ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY)
 
 
 class ProtocolError(RuntimeError):
@@ -109,18 +111,23 @@ class Widget:
 class RunResult:
     """What one script run drew, as the browser would show it after the run."""
     elements: dict = field(default_factory=dict)  # delta path -> Element: the last one drawn there
+    fragments: dict = field(default_factory=dict)  # delta path -> id of the st.fragment drawing it
     exceptions: list[str] = field(default_factory=list)  # every `exception` element sent
     page_not_found: str | None = None  # the page name the server did not know
 
     def widgets(self) -> list[Widget]:
         """Every widget of the run (elements whose id carries Streamlit's element-id prefix)."""
-        found = []
-        for element in self.elements.values():
+        return list(self.widget_paths().values())
+
+    def widget_paths(self) -> dict[tuple, Widget]:
+        """delta path -> widget, for every widget of the run."""
+        found = {}
+        for path, element in self.elements.items():
             kind = element.WhichOneof("type")
             proto = getattr(element, kind) if kind else None
             element_id = getattr(proto, "id", "") if proto is not None else ""
             if isinstance(element_id, str) and element_id.startswith(GENERATED_ELEMENT_ID_PREFIX):
-                found.append(Widget(kind, element_id, proto))
+                found[path] = Widget(kind, element_id, proto)
         return found
 
     def widget(self, key: str) -> Widget | None:
@@ -195,7 +202,9 @@ class BrowserSession:
         self.app_pages: list = []
         self.widget_states: dict[str, WidgetState] = {}  # id -> current value, as the browser keeps
         self.widget_ids: dict[str, str] = {}  # user key -> id of the widgets the last run drew
+        self.widget_fragments: dict[str, str] = {}  # widget id -> its st.fragment's id, or ""
         self.fetched_media: set[str] = set()  # image URLs already loaded: the browser's cache
+        self.shown = RunResult()  # the page as the last run left it (a fragment run redraws part)
 
     async def __aenter__(self) -> "BrowserSession":
         await self.connect()
@@ -235,10 +244,12 @@ class BrowserSession:
                                 + ", ".join(p.url_pathname for p in self.app_pages))
         return result
 
-    async def rerun(self, changes: list[WidgetState] = ()) -> RunResult:
+    async def rerun(self, changes: list[WidgetState] = (), fragment_id: str = "") -> RunResult:
         """Send `rerun_script` with every widget's value plus `changes`; read until the run ends.
 
-        Trigger values (buttons) in `changes` count for this run only, as in the browser.
+        Trigger values (buttons) in `changes` count for this run only, as in the browser. A
+        change to a widget drawn inside an `st.fragment` asks for a run of that fragment only
+        (`fragment_id`), as the browser does.
         """
         for state in changes:
             if state.WhichOneof("value") != "trigger_value":
@@ -250,6 +261,7 @@ class BrowserSession:
         message.rerun_script.page_script_hash = self.page_script_hash
         message.rerun_script.page_name = self.page_name
         message.rerun_script.widget_states.widgets.extend(sent.values())
+        message.rerun_script.fragment_id = fragment_id
         await self.websocket.send(message.SerializeToString())
         result = await self._read_run()
         self._remember_widgets(result)
@@ -283,12 +295,14 @@ class BrowserSession:
             if kind == "new_session":  # every run starts with one, st.rerun() runs too
                 self.session_id = message.new_session.initialize.session_id or self.session_id
                 self._learn_pages(message.new_session)
-                result.elements.clear()
+                result = self._page_before(message.metadata.run.fragment_ids)
             elif kind == "navigation":  # a pages/ app: the page run and the app's pages
                 self._learn_pages(message.navigation)
             elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                 element = message.delta.new_element
-                result.elements[tuple(message.metadata.delta_path)] = element
+                path = tuple(message.metadata.delta_path)
+                result.elements[path] = element
+                result.fragments[path] = message.delta.fragment_id
                 if element.WhichOneof("type") == "exception":
                     result.exceptions.append(describe_exception(element.exception))
             elif kind == "page_not_found":
@@ -296,7 +310,18 @@ class BrowserSession:
             elif kind == "script_finished" and message.script_finished in FINAL_STATUSES:
                 if message.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
                     result.exceptions.append("the page failed to compile")
+                self.shown = result
                 return result
+
+    def _page_before(self, fragment_ids) -> RunResult:
+        """Where a run starts drawing: a blank page, or for a fragment run the page as shown less
+        what those fragments drew (they draw it again; the browser drops what they do not)."""
+        if not fragment_ids:
+            return RunResult()
+        redrawn = set(fragment_ids)
+        kept = [path for path, fragment in self.shown.fragments.items() if fragment not in redrawn]
+        return RunResult({path: self.shown.elements[path] for path in kept},
+                         {path: self.shown.fragments[path] for path in kept})
 
     def _learn_pages(self, message) -> None:
         """The page's script hash and the app's pages, from `new_session` or `navigation`.
@@ -321,17 +346,25 @@ class BrowserSession:
             kept[widget.id] = state or default_state(widget)
         self.widget_states = {key: state for key, state in kept.items() if state is not None}
         self.widget_ids = {widget.key: widget.id for widget in result.widgets() if widget.key}
+        self.widget_fragments = {widget.id: result.fragments.get(path, "")
+                                 for path, widget in result.widget_paths().items()}
+
+    async def _change(self, key: str, **value) -> RunResult:
+        """Give the widget with this user key a new value: one run, of its fragment if it has one."""
+        widget_id = self._widget_id(key)
+        return await self.rerun([WidgetState(id=widget_id, **value)],
+                                self.widget_fragments.get(widget_id, ""))
 
     async def click(self, key: str) -> RunResult:
         """Press the button with this key (one run with its trigger value set)."""
-        return await self.rerun([WidgetState(id=self._widget_id(key), trigger_value=True)])
+        return await self._change(key, trigger_value=True)
 
     async def set_string(self, key: str, value: str) -> RunResult:
         """Type into a text input or choose a select box / radio option by its shown label."""
-        return await self.rerun([WidgetState(id=self._widget_id(key), string_value=value)])
+        return await self._change(key, string_value=value)
 
     async def set_int(self, key: str, value: int) -> RunResult:
-        return await self.rerun([WidgetState(id=self._widget_id(key), int_value=value)])
+        return await self._change(key, int_value=value)
 
     def _widget_id(self, key: str) -> str:
         """The id of the widget with this user key drawn by the last run."""

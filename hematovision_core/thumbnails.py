@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -33,6 +34,14 @@ def _source_key(path: Path) -> str:
 
 def _digest(*parts) -> str:
     return hashlib.sha1("\0".join(str(p) for p in parts).encode()).hexdigest()
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """An RGB uint8 array (H, W, 3) as JPEG file bytes: what a page shows, encoded once (a
+    shown numpy array is encoded again on every script run)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
 
 
 def _save_atomically(image: Image.Image, target: Path) -> None:
