@@ -276,6 +276,16 @@ def epoch_sample(train_maps: np.ndarray, rng: np.random.Generator, per_image: in
     return np.asarray(train_maps[images, chosen.reshape(-1)], dtype=np.float32), images
 
 
+def served_logits(classifier, records, batch_size: int = 32) -> np.ndarray:
+    """(N, num_classes) uncalibrated logits of the model as served (ONNX Runtime, its crop and
+    test-time augmentation), row-aligned with `records`. Every image was decoded whole while its
+    feature maps were cached, so none is skipped here."""
+    chunks = [classifier.logits(np.stack([classifier.prepare(record.path)
+                                          for record in records[start:start + batch_size]]))
+              for start in range(0, len(records), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.classes)), np.float32)
+
+
 def dataset_name(root: Path) -> str:
     """The dataset's path inside the data folder (e.g. "pbc", "blood-cells/TRAIN"), where the
     app looks for it and for the images of the split manifest."""
@@ -535,10 +545,8 @@ def calibrate(classifier, splits: Splits) -> tuple[float, np.ndarray]:
     """The temperature minimising the validation NLL of what users get (the served model, with
     test-time augmentation), fit on its logits. Returns it and those logits (N_val, C)."""
     from hematovision_core.calibration import fit_temperature
-    from hematovision_core.evaluate import record_probabilities
 
-    _, val_softmax, _ = record_probabilities(classifier, splits.records["val"])
-    val_logits = np.log(np.maximum(val_softmax, 1e-30))  # softmax inverse, up to a constant
+    val_logits = served_logits(classifier, splits.records["val"])
     temperature = fit_temperature(val_logits, splits.labels["val"])
     log.info("Temperature %.3f", temperature)
     return temperature, val_logits
@@ -549,15 +557,14 @@ def evaluate_served(classifier, splits: Splits, val_logits: np.ndarray) -> dict:
     calibration pass) and the test images."""
     from hematovision_core import metrics
     from hematovision_core.calibration import apply_temperature
-    from hematovision_core.evaluate import record_probabilities
 
     classes = list(splits.classes)
     results = {"val": metrics.summarize(
         splits.labels["val"], apply_temperature(val_logits, classifier.temperature), classes)}
     if splits.records["test"]:
-        kept, probabilities, _ = record_probabilities(classifier, splits.records["test"])
-        results["test"] = metrics.summarize([classes.index(r.label) for r in kept],
-                                            probabilities, classes)
+        test_logits = served_logits(classifier, splits.records["test"])
+        results["test"] = metrics.summarize(
+            splits.labels["test"], apply_temperature(test_logits, classifier.temperature), classes)
     for split, figures in results.items():
         log.info("%s (end to end): accuracy %.4f, macro-F1 %.4f, ECE %.4f", split,
                  figures["accuracy"], figures["macro_f1"], figures["ece"])

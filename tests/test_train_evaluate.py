@@ -59,6 +59,21 @@ def test_model_json_records_the_training_config_real_data(trained_config, traine
                                          cache_dir=trained_config.cache_dir) == trained_config
 
 
+def test_training_fits_the_temperature_on_the_served_logits_real_data(trained_config,
+                                                                      trained_folder):
+    import numpy as np
+
+    from hematovision_core.calibration import fit_temperature
+    from hematovision_core.data import read_manifest
+
+    classifier = Classifier.load(trained_folder)
+    records = [r for r in read_manifest(trained_folder / "split.csv", trained_config.data)
+               if r.split == "val"]
+    logits = classifier.logits(np.stack([classifier.prepare(r.path) for r in records]))  # (8, 8)
+    labels = [classifier.classes.index(r.label) for r in records]
+    assert classifier.temperature == pytest.approx(fit_temperature(logits, labels))
+
+
 def test_init_from_starts_every_matching_layer_real_data(trained_folder, tiny_keras):
     import numpy as np
 
