@@ -16,6 +16,7 @@ different recipes can be compared image by image.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -64,6 +65,53 @@ def out_of_fold_predictions(model_folder: Path, records, root: Path, fold: int) 
             for r, p in zip(kept, probabilities)]
 
 
+# What every fold's run changes in the recipe, unless the command line says otherwise: the fold
+# that scores a run never chooses its epoch, and a fold model needs no out-of-domain guard.
+FOLD_DEFAULTS = dict(select="last", skip_ood=True)
+
+
+def fold_config(base: train.TrainConfig, fold: int) -> train.TrainConfig:
+    """The recipe `base` trained on one fold's split: into <base.out>/fold-<fold>, from the fold's
+    manifest there."""
+    folder = base.out / f"fold-{fold}"
+    return dataclasses.replace(base, out=folder, manifest=folder / "fold-split.csv")
+
+
+def cross_validate(base: train.TrainConfig, folds: int) -> dict:
+    """Train the recipe `base` once per fold (`fold_config`: base.out holds the fold models) and
+    score every development image with the fold model that never saw it. Returns crossval.json's
+    figures but training_options. (The command applies FOLD_DEFAULTS to `base`; a caller that
+    builds its own config chooses.)"""
+    dataset = datasets.discover(base.data)
+    records = datasets.split_records(list(dataset.records), base.split, base.seed)
+    development = [r for r in records if r.split != "test"]
+    numbers = iter(assign_folds(development, folds, base.seed))
+    fold_numbers = [next(numbers) if r.split != "test" else -1 for r in records]
+    classes = list(dataset.classes)
+    predictions = []
+    for fold in range(folds):
+        config = fold_config(base, fold)
+        fold_set = fold_records(records, fold_numbers, fold)
+        datasets.write_manifest(fold_set, dataset.root, config.manifest)
+        train.train(config)
+        answers = out_of_fold_predictions(config.out, fold_set, dataset.root, fold)
+        log.info("Fold %d: accuracy %.4f (%d images)", fold,
+                 np.mean([a["label"] == a["predicted"] for a in answers]), len(answers))
+        predictions += answers
+    # Every figure below comes from the out-of-fold answers, one per development image.
+    confusion = confusion_matrix([classes.index(a["label"]) for a in predictions],
+                                 [classes.index(a["predicted"]) for a in predictions],
+                                 len(classes))
+    per_fold = [float(np.mean([a["label"] == a["predicted"] for a in predictions
+                               if a["fold"] == fold])) for fold in range(folds)]
+    return dict(folds=folds, n=int(confusion.sum()),
+                accuracy=float(np.trace(confusion) / confusion.sum()),
+                macro_f1=float(per_class_scores(confusion)["f1"].mean()),
+                balanced_accuracy=balanced_accuracy(confusion), fold_accuracy=per_fold,
+                confusion_matrix={"classes": classes, "matrix": confusion.tolist()},
+                predictions=sorted(predictions, key=lambda p: p["path"]))
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="python -m hematovision_core.crossval", description=__doc__,
@@ -76,50 +124,18 @@ def main(argv=None) -> int:
                         "(metrics.cross_validation): the model trained with the same recipe")
     args, train_options = p.parse_known_args(argv)
     # Parse the training options once, up front, so a typo fails before an hour of training.
-    base = train.parse_args(["--data", str(args.data), "--out", str(args.out)] + train_options)
-    dataset = datasets.discover(args.data)
-    fractions = tuple(float(x) for x in base.split.split(","))
-    records = datasets.split_records(list(dataset.records), fractions, base.seed)
-    development = [r for r in records if r.split != "test"]
-    numbers = iter(assign_folds(development, args.folds, base.seed))
-    fold_numbers = [next(numbers) if r.split != "test" else -1 for r in records]
-    classes = list(dataset.classes)
-    predictions = []
-    for fold in range(args.folds):
-        folder = args.out / f"fold-{fold}"
-        manifest = folder / "fold-split.csv"
-        fold_set = fold_records(records, fold_numbers, fold)
-        datasets.write_manifest(fold_set, dataset.root, manifest)
-        options = train.parse_args(["--data", str(args.data), "--out", str(folder),
-                                    "--manifest", str(manifest), "--select", "last",
-                                    "--skip-ood"]
-                                   + train_options)
-        train.train(options)
-        answers = out_of_fold_predictions(folder, fold_set, dataset.root, fold)
-        log.info("Fold %d: accuracy %.4f (%d images)", fold,
-                 np.mean([a["label"] == a["predicted"] for a in answers]), len(answers))
-        predictions += answers
-    # Every figure below comes from the out-of-fold answers, one per development image.
-    confusion = confusion_matrix([classes.index(a["label"]) for a in predictions],
-                                 [classes.index(a["predicted"]) for a in predictions],
-                                 len(classes))
-    per_fold = [float(np.mean([a["label"] == a["predicted"] for a in predictions
-                               if a["fold"] == fold])) for fold in range(args.folds)]
-    report = dict(folds=args.folds, n=int(confusion.sum()),
-                  accuracy=float(np.trace(confusion) / confusion.sum()),
-                  macro_f1=float(per_class_scores(confusion)["f1"].mean()),
-                  balanced_accuracy=balanced_accuracy(confusion), fold_accuracy=per_fold,
-                  confusion_matrix={"classes": classes, "matrix": confusion.tolist()},
-                  training_options=train_options,
-                  predictions=sorted(predictions, key=lambda p: p["path"]))
-    write_json(args.out / "crossval.json", report)
+    base = train.parse_config(["--data", str(args.data), "--out", str(args.out)] + train_options,
+                              **FOLD_DEFAULTS)
+    figures = cross_validate(base, args.folds)
+    summary = {key: value for key, value in figures.items() if key != "predictions"}
+    summary["training_options"] = train_options
+    write_json(args.out / "crossval.json", summary | {"predictions": figures["predictions"]})
     if args.record_into:
-        summary = {key: value for key, value in report.items() if key != "predictions"}
         record_metrics(args.record_into, "cross_validation", summary)  # model.json stays small
-    print(f"{args.folds}-fold cross-validation on {report['n']} images: accuracy "
-          f"{report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, balanced accuracy "
-          f"{report['balanced_accuracy']:.4f} "
-          f"(folds {', '.join(f'{a:.3f}' for a in per_fold)})")
+    print(f"{args.folds}-fold cross-validation on {summary['n']} images: accuracy "
+          f"{summary['accuracy']:.4f}, macro-F1 {summary['macro_f1']:.4f}, balanced accuracy "
+          f"{summary['balanced_accuracy']:.4f} "
+          f"(folds {', '.join(f'{a:.3f}' for a in summary['fold_accuracy'])})")
     return 0
 
 

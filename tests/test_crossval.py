@@ -1,11 +1,12 @@
 """Cross-validation: stratified folds over the development images, the test split untouched."""
 
+import dataclasses
 import json
 import shutil
 from collections import Counter
 from pathlib import Path
 
-from hematovision_core import crossval, data as datasets
+from hematovision_core import crossval, data as datasets, train
 from hematovision_core.data import ImageRecord
 from hematovision_core.model_io import read_metadata
 
@@ -75,3 +76,26 @@ def test_crossval_scores_every_development_image_once_real_data(small_data, tmp_
     recorded = read_metadata(recipe_model)["metrics"]["cross_validation"]
     assert recorded["n"] == report["n"] and recorded["accuracy"] == report["accuracy"]
     assert "predictions" not in recorded
+
+
+def test_crossval_varies_a_train_config_without_a_command_line_real_data(small_data, tmp_path,
+                                                                        monkeypatch):
+    def no_command_line(*args, **kwargs):
+        raise AssertionError("crossval parsed a command line")
+
+    trained = []  # each fold's config, in order; nothing is really trained
+    monkeypatch.setattr(train, "build_parser", no_command_line)
+    monkeypatch.setattr(train, "train", trained.append)
+    monkeypatch.setattr(crossval, "out_of_fold_predictions", lambda folder, records, root, fold: [
+        {"path": Path(r.path).relative_to(root).as_posix(), "fold": fold, "label": r.label,
+         "predicted": r.label, "confidence": 1.0} for r in records if r.split == "val"])
+    base = train.TrainConfig(data=small_data / "pbc", out=tmp_path / "cv", weights="none",
+                             input_size=96, head_epochs=1, epochs=0, **crossval.FOLD_DEFAULTS)
+    figures = crossval.cross_validate(base, folds=2)
+    for fold, config in enumerate(trained):
+        folder = tmp_path / "cv" / f"fold-{fold}"
+        # Only where the fold trains and which split it uses differ from the recipe.
+        assert config == dataclasses.replace(base, out=folder, manifest=folder / "fold-split.csv")
+        assert config == crossval.fold_config(base, fold) and config.manifest.is_file()
+    assert len(trained) == 2 and (trained[0].select, trained[0].skip_ood) == ("last", True)
+    assert figures["accuracy"] == 1.0 and figures["n"] == len(figures["predictions"]) > 0

@@ -15,17 +15,21 @@ from hematovision_core.predict import Classifier
 
 
 @pytest.fixture(scope="module")
-def trained_folder(shared_data, tiny_model_folder, tmp_path_factory):
+def trained_config(shared_data, tiny_model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "tiny-pbc"
-    args = train.parse_args([
+    return train.parse_config([
         "--data", str(shared_data / "pbc"), "--out", str(out), "--weights", "none",
         "--input-size", "96", "--max-per-class", "10", "--views", "2", "--head-epochs", "1",
         "--epochs", "1", "--batch-size", "16", "--tta", "dihedral",
         "--init-from", str(tiny_model_folder),  # 3 classes: all but the 8-class head copied
         "--cache-dir", str(tmp_path_factory.mktemp("cache")),
     ])
-    train.train(args)
-    return out
+
+
+@pytest.fixture(scope="module")
+def trained_folder(trained_config):
+    train.train(trained_config)
+    return trained_config.out
 
 
 def test_training_real_data_writes_a_loadable_model_folder(trained_folder):
@@ -44,6 +48,30 @@ def test_training_real_data_writes_a_loadable_model_folder(trained_folder):
     assert (trained_folder / "split.csv").read_text().count("\n") == 81
     classifier = Classifier.load(trained_folder)
     assert classifier.tta == "dihedral"
+
+
+def test_model_json_records_the_training_config_real_data(trained_config, trained_folder):
+    training = read_metadata(trained_folder)["training"]
+    assert training["feature_cut_layer"] == "block_10_project_BN" and training["minutes"] >= 0
+    # The recipe comes back as it went in; the machine's paths are given again.
+    assert train.TrainConfig.from_record(training, data=trained_config.data,
+                                         out=trained_config.out,
+                                         cache_dir=trained_config.cache_dir) == trained_config
+
+
+def test_training_fits_the_temperature_on_the_served_logits_real_data(trained_config,
+                                                                      trained_folder):
+    import numpy as np
+
+    from hematovision_core.calibration import fit_temperature
+    from hematovision_core.data import read_manifest
+
+    classifier = Classifier.load(trained_folder)
+    records = [r for r in read_manifest(trained_folder / "split.csv", trained_config.data)
+               if r.split == "val"]
+    logits = classifier.logits(np.stack([classifier.prepare(r.path) for r in records]))  # (8, 8)
+    labels = [classifier.classes.index(r.label) for r in records]
+    assert classifier.temperature == pytest.approx(fit_temperature(logits, labels))
 
 
 def test_init_from_starts_every_matching_layer_real_data(trained_folder, tiny_keras):
