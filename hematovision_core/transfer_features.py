@@ -205,19 +205,23 @@ def build_network(source: FeatureSource):
 
 
 def pooling_model(network):
-    """image -> pooled last-block features (N, 1280), from a network built by `build_network`."""
+    """image -> pooled last-block features (N, 1280), from a network built by `build_network`,
+    as one compiled function (`reduce_retracing`: a short last batch does not recompile it)."""
     import keras
+    import tensorflow as tf
 
     from hematovision_core.model import LAST_CONV_LAYER
 
     last = network.get_layer(LAST_CONV_LAYER).output  # (N, 7, 7, 1280)
     pooled = keras.layers.GlobalAveragePooling2D(name="lab_pool")(last)  # (N, 1280)
-    return keras.Model(network.input, pooled)
+    model = keras.Model(network.input, pooled)
+    forward = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return lambda batch: forward(tf.constant(batch)).numpy()
 
 
 def keras_pooled(model, paths: Sequence[Path], crop: str, size: int,
                  batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled features of image files through a `pooling_model`, in batches.
+    """Pooled features of image files through a `pooling_model` (a batch -> (b, 1280) function).
 
     Returns (features (M, 1280) float32 with zero rows for unusable files, usable (M,) bool).
     """
@@ -227,7 +231,7 @@ def keras_pooled(model, paths: Sequence[Path], crop: str, size: int,
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         batch = scale_pixels(np.stack([views[i] for i in chunk]))  # (b, size, size, 3) in [-1, 1]
-        out[chunk] = np.asarray(model.predict_on_batch(batch), np.float32)
+        out[chunk] = np.asarray(model(batch), np.float32)
     return out, usable
 
 

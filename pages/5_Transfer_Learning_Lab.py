@@ -18,7 +18,7 @@ from hematovision_core.transfer_lab import CURVE_SHOTS, MAX_SHOTS
 
 PROGRESS_SECONDS = 2  # how often the feature pass's progress bar is redrawn
 EXAMPLES_SHOWN = 10  # training examples shown per class (k may be 50)
-INSIDE_SECONDS = 25  # a first look inside: TensorFlow starts and builds the network
+INSIDE_SECONDS = 30  # a first look inside: TensorFlow starts and builds the network
 
 # Images a second for a first feature pass on this project's 2 busy cores: MobileNetV2 on
 # TensorFlow in the lab's worker (ImageNet, random) and the fine-tuned model on ONNX Runtime.
