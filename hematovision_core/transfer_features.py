@@ -20,7 +20,7 @@ import logging
 import os
 import tempfile
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Callable, Sequence
@@ -323,8 +323,3 @@ def cached_features(cache_dir: Path, source: FeatureSource, images: LabImages, c
     features = compute(images, source, backend, progress)
     save(cache_dir, source, images, crop, features)
     return features
-
-
-def describe(source: FeatureSource) -> dict:
-    """The source as plain JSON (for the CLI's output)."""
-    return asdict(source)
