@@ -30,7 +30,7 @@ st.markdown(
 )
 
 st.subheader("How to use it")
-guide = st.columns(4)
+guide = st.columns(5)
 guide[0].markdown(
     "**:material/biotech: Classify**  \nUpload one or many images, take a photo through the "
     "eyepiece, or draw a random example. Read the probabilities and the morphology card, then "
@@ -45,6 +45,10 @@ guide[2].markdown(
 guide[3].markdown(
     "**:material/school: Instructor**  \nWith the instructor password, follow a class's quiz "
     "results: accuracy per cell type and the most common confusions.")
+guide[4].markdown(
+    "**:material/science: Transfer Learning Lab**  \nTrain a new head live on k examples per "
+    "class, on ImageNet, random or fine-tuned features; compare their learning curves, see the "
+    "feature space before and after fine-tuning, and look inside the network.")
 st.caption("Pick the model in the sidebar; every page uses the one chosen there.")
 
 st.header(f"Model card: {metadata.get('name', classifier.name)}")

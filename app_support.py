@@ -357,3 +357,120 @@ def data_missing_message(settings: Settings | None = None, dataset: str = "pbc")
         f"on a connected machine with\n\n`python -m hematovision_core.data download {dataset}`\n\n"
         "or point `HEMATOVISION_DATA` at an existing folder of `<class>/<image>` files."
     )
+
+
+# --- Transfer Learning Lab: images, features (computed once, in the background), heads ------------
+
+LAB_PER_CLASS = 200  # images a class the lab uses: a seeded sample, so a first pass takes minutes
+LAB_SAMPLE_SEED = 0  # that sample's seed (the draw's seed only picks the training examples)
+
+
+def lab_images(data_dir: Path, dataset: str, per_class: int = LAB_PER_CLASS):
+    """`transfer_features.list_lab_images`, once per version of the dataset's folders."""
+    from hematovision_core import transfer_features
+
+    root = Path(data_dir) / dataset
+    key = (str(root), per_class, app_cache.folder_stamp(root))
+    return app_cache.once("lab_images", key, lambda: transfer_features.list_lab_images(
+        root, per_class, LAB_SAMPLE_SEED))
+
+
+def lab_sources(classifier) -> dict:
+    """name -> `FeatureSource`: ImageNet weights (found as Keras finds them), random weights,
+    and the chosen model."""
+    from hematovision_core import transfer_features
+
+    return {"imagenet": transfer_features.imagenet_source(),
+            "random": transfer_features.FeatureSource("random"),
+            "finetuned": transfer_features.finetuned_source(classifier.folder,
+                                                            classifier.metadata)}
+
+
+def lab_features(cache_dir: Path, source, images, crop: str):
+    """One source's cached features (None until computed), read once per version of the file."""
+    from hematovision_core import transfer_features
+
+    path = transfer_features.cache_path(cache_dir, source, images, crop)
+    if not path.is_file():
+        return None
+    return app_cache.once("lab_features", (str(path), app_cache.stamp([path])),
+                          lambda: transfer_features.load_cached(cache_dir, source, images, crop))
+
+
+def _lab_job_key(cache_dir: Path, images, crop: str) -> str:
+    return f"transfer-lab:{cache_dir}:{images.root}:{images.fingerprint}:{crop}"
+
+
+def lab_job(cache_dir: Path, images, crop: str):
+    """The background feature pass for these images, if running or failed, else None."""
+    from hematovision_core import background
+
+    return background.get(_lab_job_key(cache_dir, images, crop))
+
+
+def start_lab_job(cache_dir: Path, classifier, sources: dict, images, crop: str):
+    """Compute the missing sources' features in a thread shared by every session asking for the
+    same images: ImageNet and random ones in the lab's worker process (TensorFlow), the chosen
+    model's here on ONNX Runtime. Returns the `background.Job`."""
+    from hematovision_core import background, lab_pool, transfer_features
+
+    missing = [source for source in sources.values()
+               if transfer_features.load_cached(cache_dir, source, images, crop) is None]
+
+    def work(progress) -> None:
+        total = len(images.paths) * len(missing)
+        for number, source in enumerate(missing):
+            offset = number * len(images.paths)
+            if source.name == "finetuned":
+                backend = lambda files: transfer_features.onnx_pooled(classifier, files)  # noqa
+            else:
+                backend = lab_pool.pooled_backend(source, crop)
+            transfer_features.cached_features(
+                cache_dir, source, images, crop, backend,
+                progress=lambda done, _, offset=offset: progress(offset + done, total))
+
+    return background.start(_lab_job_key(cache_dir, images, crop), work)
+
+
+def _lab_stamp(cache_dir: Path, sources: dict, images, crop: str, names) -> tuple:
+    """What identifies the feature files of these sources: paths and versions."""
+    from hematovision_core import transfer_features
+
+    return app_cache.stamp(transfer_features.cache_path(cache_dir, sources[name], images, crop)
+                           for name in names)
+
+
+def lab_run(cache_dir: Path, sources: dict, images, crop: str, features: dict,
+            shots: tuple[int, ...], seed: int):
+    """`transfer_lab.run_lab`, once per (feature files, k values, seed) in the process."""
+    from hematovision_core.transfer_lab import run_lab
+
+    key = (_lab_stamp(cache_dir, sources, images, crop, features), shots, seed)
+    return app_cache.once("lab_run", key, lambda: run_lab(features, shots, seed))
+
+
+def lab_feature_space(cache_dir: Path, sources: dict, images, crop: str, name: str, found):
+    """The 2-D map (PCA) of one source's cached features, once per version of their file."""
+    from hematovision_core.transfer_lab import feature_space
+
+    key = _lab_stamp(cache_dir, sources, images, crop, [name])
+    return app_cache.once("lab_space", key, lambda: feature_space(found.features))
+
+
+def wait_for_lab(future: Future, what: str, expected: float):
+    """Wait for the lab worker's answer, saying how long it has taken and how long it may."""
+    from hematovision_core import lab_pool
+
+    notice = st.empty()
+    started = time.monotonic()
+    while not future.done():
+        elapsed = time.monotonic() - started
+        ahead = max(0, lab_pool.pending() - 1)
+        queue = f"; {ahead} other request(s) in the queue" if ahead else ""
+        notice.progress(min(elapsed / expected, 0.99),
+                        text=f"{what} in the lab's worker process (TensorFlow): {elapsed:.0f} s"
+                             f"{queue}. The first request starts TensorFlow and builds the "
+                             f"network, about {expected:.0f} s; later ones take a second.")
+        time.sleep(0.25)
+    notice.empty()
+    return future.result()

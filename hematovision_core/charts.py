@@ -311,3 +311,56 @@ def feature_map_chart(table: pd.DataFrame, names: Mapping[str, str],
         legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.15),
     )
     return figure
+
+
+# Transfer Learning Lab ------------------------------------------------------------------------
+
+SOURCE_COLOURS = {"imagenet": "#4c72b0", "random": "#8c8c8c", "finetuned": ACCENT}
+
+
+def learning_curve_chart(curves: Mapping[str, Sequence[tuple[int, float]]],
+                         names: Mapping[str, str], chance: float | None = None,
+                         chosen: int | None = None) -> go.Figure:
+    """Accuracy against k examples per class (log axis), one line per feature source."""
+    figure = go.Figure()
+    for source, points in curves.items():
+        shots = [int(k) for k, _ in points]
+        accuracies = [float(a) for _, a in points]
+        figure.add_trace(go.Scatter(
+            x=shots, y=accuracies, mode="lines+markers", name=names.get(source, source),
+            line=dict(color=SOURCE_COLOURS.get(source)),
+            hovertemplate="k = %{x}: %{y:.1%}<extra>" + names.get(source, source) + "</extra>"))
+    if chance is not None:
+        figure.add_hline(y=chance, line_dash="dot", line_color="grey",
+                         annotation_text="chance", annotation_position="bottom right")
+    if chosen is not None:
+        figure.add_vline(x=chosen, line_dash="dash", line_color="#d62728",
+                         annotation_text=f"k = {chosen}", annotation_position="top left")
+    figure.update_xaxes(title="examples per class (k)", type="log",
+                        tickvals=sorted({int(k) for points in curves.values() for k, _ in points}))
+    figure.update_yaxes(title="accuracy on the other images", tickformat=".0%", range=[0, 1.02])
+    figure.update_layout(title="Learning curve: a new head on frozen features",
+                         legend=dict(orientation="h", y=-0.25))
+    return _compact(figure, 380)
+
+
+def class_map_chart(coords: np.ndarray, labels: Sequence[str], names: Mapping[str, str],
+                    title: str, explained_variance: Sequence[float] = (0.0, 0.0)) -> go.Figure:
+    """A 2-D map (PCA) of features, one colour per class."""
+    coords = np.asarray(coords, dtype=float)
+    labels = np.asarray(labels)
+    if len(coords) != len(labels):
+        raise ValueError("coords and labels differ in length")
+    figure = go.Figure()
+    for number, label in enumerate(sorted(set(labels.tolist()))):
+        of_class = labels == label
+        name = names.get(label, label)
+        figure.add_scattergl(x=coords[of_class, 0], y=coords[of_class, 1], mode="markers",
+                             name=name, marker=dict(color=CLASS_COLOURS[number % len(CLASS_COLOURS)],
+                                                    size=5, opacity=0.7),
+                             hovertemplate=f"{name}<extra></extra>")
+    first, second = (list(explained_variance) + [0.0, 0.0])[:2]
+    figure.update_layout(title=title, xaxis_title=f"component 1 ({first:.0%} of variance)",
+                         yaxis_title=f"component 2 ({second:.0%} of variance)",
+                         legend=dict(itemsizing="constant", orientation="h", y=-0.2))
+    return _compact(figure, 440)
