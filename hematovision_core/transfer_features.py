@@ -109,12 +109,17 @@ def _file_mark(path: str | Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+# The offline copy beside the repository (`../shared/weights/`, see README "Data"): found there
+# too, so `python -m hematovision_core.transfer_lab --data DIR ...` runs as written on a machine
+# where nobody has put the file into a Keras home.
+SHARED_WEIGHTS = Path(__file__).resolve().parent.parent.parent / "shared" / "weights" / WEIGHTS_FILE
+
+
 def keras_home_weights() -> Path | None:
     """The ImageNet weights file where Keras looks first ($KERAS_HOME/models/, else
-    ~/.keras/models/, else /tmp/.keras/models/), or None when it is in none of them."""
+    ~/.keras/models/, else /tmp/.keras/models/), else the shared offline copy; None when absent."""
     homes = [os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras"), "/tmp/.keras"]
-    for home in homes:
-        candidate = Path(home) / "models" / WEIGHTS_FILE
+    for candidate in [Path(home) / "models" / WEIGHTS_FILE for home in homes] + [SHARED_WEIGHTS]:
         if candidate.is_file():
             return candidate
     return None
