@@ -22,6 +22,7 @@ cards and reviews in the database.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -189,10 +190,10 @@ def pick_look_alikes(pool: Sequence[Candidate], confusions: Sequence[tuple[str, 
 
 
 def mix(due: Sequence[ReviewItem], extras: Sequence[ReviewItem]) -> list[ReviewItem]:
-    """The due cards in order with the look-alikes spread evenly between them."""
+    """The due cards in order with the look-alikes spread evenly between them (a due card first)."""
     mixed = list(due)
-    for k, extra in reversed(list(enumerate(extras))):
-        mixed.insert(round((k + 1) * len(due) / (len(extras) + 1)), extra)
+    for k, extra in reversed(list(enumerate(extras))):  # from the back: earlier indexes hold
+        mixed.insert(math.ceil((k + 1) * len(due) / (len(extras) + 1)), extra)
     return mixed
 
 

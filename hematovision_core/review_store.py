@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hematovision_core import review
 from hematovision_core.database import transaction
 from hematovision_core.quiz import Answer
+from hematovision_core.quiz_pool import Candidate
 from hematovision_core.review import Card, ReviewItem
 from hematovision_core.schema import answers, review_cards, reviews
 from hematovision_core.storage import insert_answers
@@ -143,3 +145,13 @@ def history(database: str | Path, student_id: int, today: date) -> StudentHistor
         return StudentHistory(cards, days, today_ids, _mistakes(connection, student_id))
 
     return transaction(database, read, isolation="REPEATABLE READ")
+
+
+def plan_today(database: str | Path, student_id: int, pool: Sequence[Candidate],
+               classes: Sequence[str], data_dir: str | Path,
+               today: date) -> tuple[review.ReviewPlan, StudentHistory]:
+    """Today's review session for a student (`review.plan_review`) and the history it came from."""
+    past = history(database, student_id, today)
+    plan = review.plan_review(past.cards, pool, past.mistakes, classes, data_dir, today,
+                              student_id, past.reviewed_today)
+    return plan, past
