@@ -211,6 +211,7 @@ def class_errors_heatmap(table: pd.DataFrame, title: str = "Which cells the clas
         colorscale=[[0, "#f7f4f5"], [1, ACCENT]], colorbar=dict(title="wrong", tickformat=".0%"),
         hovertemplate="%{y}, %{x}: %{z:.0%} wrong (%{text})<extra></extra>", xgap=2, ygap=2))
     figure.update_xaxes(type="category", title="week of" if period == "week" else "day (UTC)")
+    figure.update_yaxes(autorange="reversed")  # first cell type at the top, as in a table
     figure.update_layout(title=title)
     return _compact(figure, 90 + 34 * max(len(cells), 1))
 
