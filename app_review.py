@@ -32,7 +32,9 @@ def keep_nickname_ui(container) -> tuple[bool, str]:
         help="Cells you get wrong come back for review after 1, 3 and 7 days. Anyone who types "
              "a nickname kept without a PIN sees its review cards; add a PIN to keep them yours.")
     pin = ""
-    if keep:
+    if not keep:  # unticked: this browser session no longer opens the nickname's cards
+        st.session_state.pop(SIGNED_IN, None)
+    else:
         pin = container.text_input("PIN (optional, 4 to 32 characters)", key=PIN_KEY,
                                    type="password", max_chars=students.PIN_MAX,
                                    help="Stored only as a salted hash. Choose it the first time "
