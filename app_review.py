@@ -189,14 +189,18 @@ def review_ui(settings, classifier) -> bool:
     plan = state["plan"]
     streak = review.streak(state["review_days"], state["day"])
     st.markdown(f"**{plain(state['student'].nickname)}** · Review mode")
+    due_left = plan.due_today - sum(item.kind == DUE for item, _, _ in state["answers"])
     columns = st.columns(3)
-    columns[0].metric("Due today", plan.due_today)
+    columns[0].metric("Due today", due_left, help="Cells due for review today, left to do.")
     columns[1].metric("Streak", f"{streak} day{'s' if streak != 1 else ''}",
                       help="Days in a row with at least one review.")
     columns[2].metric("Reviewed now", len(state["answers"]))
     if plan.other_model:
         st.caption(f"{plan.other_model} more cell(s) due today belong to another model's classes "
                    "or images not on this server: choose that model in the sidebar.")
+    if plan.confusions:
+        pairs = ", ".join(f"{names[truth]} / {names[given]}" for truth, given in plan.confusions)
+        st.caption(f"Look-alikes today, from the cells you mix up: {pairs}.")
     if state["save_error"]:
         st.warning(f"{state['save_error']} This answer is not kept.")
         state["save_error"] = None

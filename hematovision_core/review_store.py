@@ -110,11 +110,6 @@ def record_review(database: str | Path, student_id: int, item: ReviewItem, given
     return transaction(database, write, write=True)
 
 
-def put_card(database: str | Path, student_id: int, card: Card) -> None:
-    """Write a card as it is (tests and imports; the app moves cards through answers)."""
-    transaction(database, lambda connection: _put_card(connection, student_id, card), write=True)
-
-
 # ---- reading ------------------------------------------------------------------------------------
 
 

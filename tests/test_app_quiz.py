@@ -243,7 +243,10 @@ def test_review_mode_brings_a_missed_cell_back_the_next_day(quiz_env, monkeypatc
     at.button(key=f"review_answer_{question.truth}").click().run()
     assert not at.exception, at.exception
     assert at.success and "comes back in 3 days (box 2 of 3)" in at.success[0].value
-    assert {m.label: m.value for m in at.metric}["Streak"] == "1 day"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Streak"] == "1 day" and metrics["Due today"] == "0"
+    assert any(c.value.startswith("Look-alikes today, from the cells you mix up: ")
+               for c in at.caption)
     for item in items[1:]:
         at.button(key="review_next").click().run()
         at.button(key=f"review_answer_{item.truth}").click().run()
