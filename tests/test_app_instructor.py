@@ -163,7 +163,7 @@ def test_the_answers_csv_gets_a_url_only_when_clicked_and_not_after_the_session(
 
 
 def test_the_instructor_sees_which_cells_the_class_keeps_missing_over_time(instructor_env,
-                                                                        monkeypatch):
+                                                                        tmp_path, monkeypatch):
     import json
     from dataclasses import replace
     from datetime import datetime, timedelta, timezone
@@ -172,7 +172,7 @@ def test_the_instructor_sees_which_cells_the_class_keeps_missing_over_time(instr
     later = datetime.now(timezone.utc) + timedelta(days=7)
     again = [replace(a, session_id=a.session_id + "-w2", answered_at=later.isoformat(
         timespec="seconds"), answer=a.answer if a.truth == "eosinophil" else a.truth)
-        for a in scripted_class(Path("unused")) if a.quiz_code == "HALL-1"]
+        for a in scripted_class(tmp_path / "week-2") if a.quiz_code == "HALL-1"]
     storage.save_answers(instructor_env, again)
     monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
