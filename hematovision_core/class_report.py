@@ -143,7 +143,8 @@ def hardest_images(connection: sa.Connection, code: str, top: int = TOP_IMAGES) 
     return quiz.hardest_images_frame(rows, top)
 
 
-def daily_error_tallies(connection: sa.Connection, code: str) -> dict[tuple[str, str], quiz.ErrorTally]:
+def daily_error_tallies(connection: sa.Connection,
+                        code: str) -> dict[tuple[str, str], quiz.ErrorTally]:
     """(ISO day, truth) -> (answered, wrong); the day is the first 10 characters of `answered_at`
     (ISO 8601 in UTC), which SUBSTR reads the same on SQLite and PostgreSQL."""
     day = sa.func.substr(c.answered_at, 1, 10)

@@ -512,7 +512,8 @@ def class_errors_over_time(answers: Sequence[Answer], period: str = "day") -> pd
     return class_errors_frame(tallies, period)
 
 
-def class_errors_frame(tallies: dict[tuple[str, str], ErrorTally], period: str = "day") -> pd.DataFrame:
+def class_errors_frame(tallies: dict[tuple[str, str], ErrorTally],
+                       period: str = "day") -> pd.DataFrame:
     """`class_errors_over_time` from (ISO day, truth) -> (answered, wrong), summed per period;
     sorted by period, then class."""
     summed: dict[tuple[str, str], ErrorTally] = {}
@@ -523,7 +524,8 @@ def class_errors_frame(tallies: dict[tuple[str, str], ErrorTally], period: str =
     rows = [{"period": start, "class": truth, "cell": display_name(truth), "answered": answered,
              "wrong": wrong, "error_rate": wrong / answered}
             for (start, truth), (answered, wrong) in sorted(summed.items())]
-    return pd.DataFrame(rows, columns=["period", "class", "cell", "answered", "wrong", "error_rate"])
+    return pd.DataFrame(rows, columns=["period", "class", "cell", "answered", "wrong",
+                                       "error_rate"])
 
 
 def answers_frame(answers: Sequence[Answer]) -> pd.DataFrame:

@@ -38,7 +38,7 @@ REVIEW_AFTER_DAYS = {1: 1, 2: 3, 3: 7}  # box -> days until it is due again
 FIRST_BOX = 1
 LEARNED = 4  # past the last box: a card answered right after its 7-day wait is learned
 MAX_DUE_PER_SESSION = 30  # a long absence is worked off over several days, not in one sitting
-MIN_LOOK_ALIKES, MAX_LOOK_ALIKES = 2, 6  # look-alikes per session: half the due cards, in these bounds
+MIN_LOOK_ALIKES, MAX_LOOK_ALIKES = 2, 6  # look-alikes a session: half the due cards, within
 TOP_CONFUSIONS = 3  # the student's most frequent (truth, answer) mistakes that choose look-alikes
 
 DUE, LOOK_ALIKE = "due", "look-alike"
@@ -197,8 +197,9 @@ def mix(due: Sequence[ReviewItem], extras: Sequence[ReviewItem]) -> list[ReviewI
     return mixed
 
 
-def plan_review(cards: Sequence[Card], pool: Sequence[Candidate], mistakes: Mapping[tuple[str, str], int],
-                classes: Sequence[str], data_dir: str | Path, today: date, student_id: int,
+def plan_review(cards: Sequence[Card], pool: Sequence[Candidate],
+                mistakes: Mapping[tuple[str, str], int], classes: Sequence[str],
+                data_dir: str | Path, today: date, student_id: int,
                 reviewed_today: Iterable[str] = ()) -> ReviewPlan:
     """Today's session: due cards (lowest box, then oldest first), mixed with look-alikes.
 

@@ -116,7 +116,7 @@ def record_review(database: str | Path, student_id: int, item: ReviewItem, given
 def _mistakes(connection: sa.Connection, student_id: int) -> Counter:
     """(truth, answer) -> count of the student's wrong answers, in quizzes and in reviews."""
     counts: Counter = Counter()
-    for source, c in ((answers, answers.c), (reviews, reviews_c)):
+    for c in (answers.c, reviews_c):
         query = (sa.select(c.truth, c.answer, sa.func.count())
                  .where(c.student_id == student_id, sa.not_(c.correct))
                  .group_by(c.truth, c.answer))
@@ -132,7 +132,8 @@ def history(database: str | Path, student_id: int, today: date) -> StudentHistor
             sa.select(review_cards).where(cards_c.student_id == student_id)
             .order_by(cards_c.id))]
         days = {date.fromisoformat(day) for day in connection.execute(
-            sa.select(reviews_c.day).where(reviews_c.student_id == student_id).distinct()).scalars()}
+            sa.select(reviews_c.day).where(reviews_c.student_id == student_id)
+            .distinct()).scalars()}
         today_ids = set(connection.execute(
             sa.select(reviews_c.image_id)
             .where(reviews_c.student_id == student_id, reviews_c.day == today.isoformat())

@@ -56,7 +56,8 @@ students = sa.Table(
     sa.Column("nickname_key", sa.Text, nullable=False, unique=True),
     sa.Column("nickname", sa.Text, nullable=False),  # as first typed, for display
     sa.Column("pin_hash", sa.Text),  # "scrypt$n$r$p$salt$hash" (students.hash_pin); NULL: no PIN
-    sa.Column("failed_pins", sa.Integer, nullable=False, server_default="0"),  # since the last right one
+    # Wrong PINs since the last right one.
+    sa.Column("failed_pins", sa.Integer, nullable=False, server_default="0"),
     sa.Column("locked_until", sa.Text),  # ISO 8601 UTC: no PIN is looked at before then
     sa.Column("created_at", sa.Text, nullable=False),
 )

@@ -74,7 +74,8 @@ def normalize_pin(text: str | None) -> str | None:
     if not PIN_MIN <= len(text) <= PIN_MAX:
         raise SignInError(f"A PIN is {PIN_MIN} to {PIN_MAX} characters (or leave it empty).")
     if any(unicodedata.category(c) in ("Cc", "Cf") for c in text):
-        raise SignInError("A PIN holds letters, digits and punctuation only, no control characters.")
+        raise SignInError("A PIN holds letters, digits and punctuation only, "
+                          "no control characters.")
     return text
 
 
@@ -138,7 +139,8 @@ def _create(database: str | Path, key: str, nickname: str, pin: str | None, now:
         raise
 
 
-def _count_failure(database: str | Path, student_id: int, now: datetime, policy: PinPolicy) -> float:
+def _count_failure(database: str | Path, student_id: int, now: datetime,
+                   policy: PinPolicy) -> float:
     """Add a wrong PIN to the nickname's count (atomically) and lock it if due; returns the lock."""
     def count(connection: sa.Connection) -> float:
         connection.execute(sa.update(table).where(table.c.id == student_id)
