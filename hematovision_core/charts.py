@@ -194,6 +194,27 @@ def human_vs_model_bars(result, title: str = "Human vs Model") -> go.Figure:
     return figure
 
 
+
+def class_errors_heatmap(table: pd.DataFrame, title: str = "Which cells the class keeps missing",
+                         period: str = "day") -> go.Figure:
+    """Error rate per cell type (rows) and period (columns) from `quiz.class_errors_over_time`;
+    each cell shows wrong / answered, blank where that class was not asked."""
+    cells = sorted(table["cell"].unique())
+    periods = sorted(table["period"].unique())
+    index = {(row.period, row.cell): row for row in table.itertuples()}
+    rates = [[index[(p, cell)].error_rate if (p, cell) in index else None for p in periods]
+             for cell in cells]
+    text = [[f"{index[(p, cell)].wrong}/{index[(p, cell)].answered}" if (p, cell) in index else ""
+             for p in periods] for cell in cells]
+    figure = go.Figure(go.Heatmap(
+        z=rates, x=periods, y=cells, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+        colorscale=[[0, "#f7f4f5"], [1, ACCENT]], colorbar=dict(title="wrong", tickformat=".0%"),
+        hovertemplate="%{y}, %{x}: %{z:.0%} wrong (%{text})<extra></extra>", xgap=2, ygap=2))
+    figure.update_xaxes(type="category", title="week of" if period == "week" else "day (UTC)")
+    figure.update_yaxes(autorange="reversed")  # first cell type at the top, as in a table
+    figure.update_layout(title=title)
+    return _compact(figure, 90 + 34 * max(len(cells), 1))
+
 # Dataset explorer -----------------------------------------------------------------------------
 
 SPLIT_COLOURS = {"train": "#9db4d3", "val": "#f2b880", "test": "#4c72b0", "all": "#4c72b0"}

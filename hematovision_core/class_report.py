@@ -143,6 +143,25 @@ def hardest_images(connection: sa.Connection, code: str, top: int = TOP_IMAGES) 
     return quiz.hardest_images_frame(rows, top)
 
 
+def daily_error_tallies(connection: sa.Connection,
+                        code: str) -> dict[tuple[str, str], quiz.ErrorTally]:
+    """(ISO day, truth) -> (answered, wrong); the day is the first 10 characters of `answered_at`
+    (ISO 8601 in UTC), which SUBSTR reads the same on SQLite and PostgreSQL."""
+    day = sa.func.substr(c.answered_at, 1, 10)
+    query = (sa.select(day, c.truth, sa.func.count(), sa.func.count() - _sum(ONE_IF_CORRECT))
+             .where(c.quiz_code == code).group_by(day, c.truth))
+    return {(row[0], row[1]): (int(row[2]), int(row[3])) for row in connection.execute(query)}
+
+
+def class_errors_over_time(database: str | Path, code: str, period: str = "day") -> pd.DataFrame:
+    """Which cell types a quiz code's class keeps missing: `quiz.class_errors_over_time`, per day
+    or week, grouped in the database (a course's answers are never loaded to draw it)."""
+    if period not in quiz.PERIODS:
+        raise ValueError(f"Unknown period {period!r}; choose one of {', '.join(quiz.PERIODS)}.")
+    tallies = transaction(database, lambda connection: daily_error_tallies(connection, code))
+    return quiz.class_errors_frame(tallies, period)
+
+
 def class_report(database: str | Path, code: str) -> ClassReport:
     """Every figure of the instructor view for one quiz code, from one snapshot of the database."""
     def read(connection: sa.Connection) -> ClassReport:

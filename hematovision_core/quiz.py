@@ -16,7 +16,7 @@ import re
 import secrets
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -103,6 +103,9 @@ class Answer:
     hint_used: bool
     seconds: float  # from the question appearing to the answer
     answered_at: str  # ISO 8601, UTC
+    # The kept nickname (`students`) the answer belongs to; None for a student who keeps none,
+    # as every answer was before Review mode. Last, with a default: old callers need not pass it.
+    student_id: int | None = None
 
     @property
     def points(self) -> int:
@@ -312,7 +315,8 @@ def readable_time(iso: str) -> str:
 
 
 def make_answer(spec: QuizSpec, session_id: str, nickname: str, question: Question, answer: str,
-                seconds: float, hint_used: bool = False, answered_at: datetime | None = None) -> Answer:
+                seconds: float, hint_used: bool = False, answered_at: datetime | None = None,
+                student_id: int | None = None) -> Answer:
     """Record a student's answer to a question (the question must carry the model's answer)."""
     moment = answered_at or datetime.now(timezone.utc)
     return Answer(
@@ -323,6 +327,7 @@ def make_answer(spec: QuizSpec, session_id: str, nickname: str, question: Questi
         correct=answer == question.truth, hint_used=bool(hint_used),
         seconds=round(max(float(seconds), 0.0), 2),
         answered_at=moment.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        student_id=student_id,
     )
 
 
@@ -481,6 +486,46 @@ def human_vs_model(answers: Sequence[Answer]) -> HumanVsModel:
         model_only=pairs.count((False, True)),
         neither=pairs.count((False, False)),
     )
+
+
+PERIODS = ("day", "week")
+ErrorTally = tuple[int, int]  # answered, wrong
+
+
+def period_start(day: str, period: str) -> str:
+    """The period an ISO day ("2026-12-02") falls in: the day itself, or its week's Monday."""
+    if period not in PERIODS:
+        raise ValueError(f"Unknown period {period!r}; choose one of {', '.join(PERIODS)}.")
+    if period == "day":
+        return day
+    moment = date.fromisoformat(day)
+    return (moment - timedelta(days=moment.weekday())).isoformat()
+
+
+def class_errors_over_time(answers: Sequence[Answer], period: str = "day") -> pd.DataFrame:
+    """Per day (UTC) or week and true class: answered, wrong and the error rate."""
+    tallies: dict[tuple[str, str], ErrorTally] = {}
+    for answer in answers:
+        key = (answer.answered_at[:10], answer.truth)
+        answered, wrong = tallies.get(key, (0, 0))
+        tallies[key] = (answered + 1, wrong + (not answer.correct))
+    return class_errors_frame(tallies, period)
+
+
+def class_errors_frame(tallies: dict[tuple[str, str], ErrorTally],
+                       period: str = "day") -> pd.DataFrame:
+    """`class_errors_over_time` from (ISO day, truth) -> (answered, wrong), summed per period;
+    sorted by period, then class."""
+    summed: dict[tuple[str, str], ErrorTally] = {}
+    for (day, truth), (answered, wrong) in tallies.items():
+        key = (period_start(day, period), truth)
+        before = summed.get(key, (0, 0))
+        summed[key] = (before[0] + answered, before[1] + wrong)
+    rows = [{"period": start, "class": truth, "cell": display_name(truth), "answered": answered,
+             "wrong": wrong, "error_rate": wrong / answered}
+            for (start, truth), (answered, wrong) in sorted(summed.items())]
+    return pd.DataFrame(rows, columns=["period", "class", "cell", "answered", "wrong",
+                                       "error_rate"])
 
 
 def answers_frame(answers: Sequence[Answer]) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+import app_review
 from app_support import (data_missing_message, disclaimer, get_settings, load_classifier,
                          model_sidebar, plain, quiz_feedback, quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
@@ -35,7 +36,8 @@ if in_progress and in_progress["spec"].model_name != classifier.name:
 names = dict(zip(classifier.classes, classifier.display_names))
 if "session_id" not in st.session_state:
     st.session_state.session_id = uuid.uuid4().hex  # one per browser session, never shown
-FORM_KEYS = ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length")
+FORM_KEYS = ("nickname", "quiz_code", "quiz_source", "mode", "difficulty", "length",
+             "keep_nickname")
 FORM_COPY = "quiz_form_values"  # a plain key: Streamlit drops widget keys on other pages
 for key, value in st.session_state.get(FORM_COPY, {}).items():
     st.session_state.setdefault(key, value)  # back from another page: the form as it was left
@@ -91,6 +93,7 @@ def setup_ui() -> dict:
     values = {
         "nickname": left.text_input("Nickname", key="nickname", max_chars=30,
                                     placeholder="any name, no personal data"),
+        "keep": app_review.keep_nickname_ui(left),  # (keep, PIN): Review mode
         "code": left.text_input("Quiz code (optional)", key="quiz_code",
                                 help="Type the code your instructor gave you to get the same "
                                      "questions as the rest of the class; leave empty for a new one."),
@@ -120,6 +123,8 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     code = quiz.normalize_code(values["code"]) if values["code"].strip() else quiz.new_code()
     length = quiz.PRACTICE_LENGTH if values["mode"] == "practice" else int(values["length"])
     spec = quiz.QuizSpec(code, classifier.name, values["mode"], values["difficulty"], length)
+    keep, pin = values["keep"]  # a kept nickname: its misses become review cards
+    student = app_review.sign_in(settings, nickname, pin) if keep else None
     if spec.difficulty in quiz.NEEDS_PREDICTIONS:  # the model's answer on every candidate
         own = values["source"] == OWN_SPLIT
         message = ("The model looks at the quiz images once (kept for next time): {} of {}" if own
@@ -144,7 +149,8 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
     return {"spec": spec, "nickname": nickname, "source": values["source"],
             "questions": questions, "answers": [],
             "overlay": None, "shown_at": None, "hint": False, "feedback": None, "finished": False,
-            "save_error": None, "notice": notice}
+            "save_error": None, "notice": notice,
+            "student_id": student.id if student else None}  # None: no kept nickname
 
 
 def record_answer(state: dict, given: str) -> None:
@@ -164,10 +170,13 @@ def record_answer(state: dict, given: str) -> None:
                                  judged.predicted, judged.confidence)
         state["questions"][index] = question
     answer = quiz.make_answer(spec, st.session_state.session_id, state["nickname"], question,
-                              given, seconds, state["hint"])
+                              given, seconds, state["hint"], student_id=state.get("student_id"))
     state["answers"].append(answer)
     try:
-        storage.save_answer(settings.database, answer)
+        if answer.student_id is None:
+            storage.save_answer(settings.database, answer)
+        else:  # a kept nickname: a wrong answer also becomes a review card
+            app_review.save_quiz_answer(settings, answer)
     except storage.StorageError as error:
         state["save_error"] = str(error)
     if overlay is not None:
@@ -343,6 +352,9 @@ def review_ui(state: dict) -> None:
             right.caption(contrast(answer.answer, answer.truth))
 
 
+if st.session_state.get(app_review.STATE) and app_review.review_ui(settings, classifier):
+    st.stop()  # Review mode: its own section, then nothing else
+
 state = st.session_state.get("quiz")
 if state and state["spec"].model_name != classifier.name:  # its model folder is gone
     st.info(f"The model `{state['spec'].model_name}` of your quiz is no longer here, so the quiz "
@@ -362,6 +374,7 @@ if state is None:
             st.error(str(error))
         else:
             st.rerun()
+    app_review.review_button_ui(settings, classifier, pool, values, *values["keep"])
     st.stop()
 
 spec = state["spec"]

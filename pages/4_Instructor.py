@@ -78,6 +78,22 @@ def hardest_images_ui(hardest) -> None:
                        f"{quiz.display_name(row.model_answer) if row.model_answer else '?'}")
 
 
+def errors_over_time_ui(code: str) -> None:
+    """Which cell types the class keeps missing: error rate per class per day or week."""
+    st.subheader("Which cells the class keeps missing, over time")
+    period = st.radio("Per", quiz.PERIODS, key="errors_period", horizontal=True,
+                      format_func=lambda p: "day" if p == "day" else "week (from Monday)")
+    try:
+        table = class_report.class_errors_over_time(settings.database, code, period)
+    except storage.StorageError as error:
+        st.error(str(error))
+        return
+    st.plotly_chart(charts.class_errors_heatmap(table, period=period), key="errors_over_time",
+                    config=charts.CHART_CONFIG)
+    st.caption("Each square: wrong answers / answers for that cell type; days in UTC. A row that "
+               "stays dark is a cell type the class keeps missing.")
+
+
 password = configured_password()
 if not password:
     st.info("The instructor view is off because no password is configured. Turn it on by setting "
@@ -124,6 +140,7 @@ right.plotly_chart(charts.confusion_matrix_heatmap(
     title="What the class mistakes for what", answered="answer", truth="true cell"),
     key="class_confusion", config=charts.CHART_CONFIG)
 
+errors_over_time_ui(code)
 st.subheader("Most confused pairs")
 st.dataframe(report.confused_pairs, hide_index=True, key="confused_pairs")
 st.subheader("Hardest images")

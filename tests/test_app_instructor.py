@@ -160,3 +160,36 @@ def test_the_answers_csv_gets_a_url_only_when_clicked_and_not_after_the_session(
     assert len(csv_files()) == 1
     manager.remove_orphaned_files()
     assert not csv_files()
+
+
+def test_the_instructor_sees_which_cells_the_class_keeps_missing_over_time(instructor_env,
+                                                                        tmp_path, monkeypatch):
+    import json
+    from dataclasses import replace
+    from datetime import datetime, timedelta, timezone
+
+    # A second lecture of HALL-1 a week later: eosinophils still missed, neutrophils learned.
+    later = datetime.now(timezone.utc) + timedelta(days=7)
+    again = [replace(a, session_id=a.session_id + "-w2", answered_at=later.isoformat(
+        timespec="seconds"), answer=a.answer if a.truth == "eosinophil" else a.truth)
+        for a in scripted_class(tmp_path / "week-2") if a.quiz_code == "HALL-1"]
+    storage.save_answers(instructor_env, again)
+    monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    sign_in(at, PASSWORD)
+    at.selectbox(key="instructor_code").select("HALL-1").run()
+    assert not at.exception, at.exception
+    assert any("keeps missing, over time" in h.value for h in at.subheader)
+
+    def heatmap() -> dict:
+        chart = next(c for c in at.get("plotly_chart") if "keeps missing" in c.proto.spec)
+        return json.loads(chart.proto.spec)["data"][0]
+
+    days = heatmap()
+    assert len(days["x"]) == 2 and days["y"] == ["Eosinophil", "Lymphocyte", "Neutrophil"]
+    eosinophil = days["text"][0]
+    assert eosinophil == ["3/6", "3/6"]  # missed as often in the second lecture
+    assert days["text"][2][1] == "0/3"  # neutrophils: right every time a week later
+    at.radio(key="errors_period").set_value("week").run()
+    assert not at.exception, at.exception
+    assert all(len(row) == 2 for row in heatmap()["text"])  # one column per week

@@ -184,3 +184,94 @@ def test_a_nickname_with_markdown_and_html_is_shown_as_typed(quiz_env):
     assert html.unescape(shown) == f"**{nickname}**"  # bold around it, the name itself literal
     assert not set(shown[2:-2]) & (set(string.punctuation) - set("&#;"))  # no Markdown left
     assert "<i>" not in header and ":red[" not in header and "$" not in header
+
+
+# ---- Review mode: a student who keeps a nickname (and a PIN) -----------------------------------
+
+
+def keep_and_start(at: AppTest, nickname: str, pin: str, button: str = "start") -> AppTest:
+    """Fill the form for a kept nickname and press Start (or the Review button)."""
+    at.text_input(key="nickname").input(nickname)
+    at.checkbox(key="keep_nickname").check().run()  # the PIN field appears
+    at.text_input(key="review_pin").input(pin)
+    at.button(key=button).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_review_mode_brings_a_missed_cell_back_the_next_day(quiz_env, monkeypatch):
+    from datetime import timedelta
+
+    from hematovision_core import review, review_store
+
+    classes = quiz_env["classes"]
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    at.run()
+    at.text_input(key="quiz_code").input("KEEP-1")
+    keep_and_start(at, "Zoé", "4711")
+    question = current_question(at)
+    wrong = next(c for c in classes if c != question.truth)
+    at.button(key=f"answer_{wrong}").click().run()
+    assert not at.exception, at.exception
+    stored = storage.load_answers(quiz_env["db"], quiz_code="KEEP-1")
+    student_id = stored[0].student_id
+    assert student_id is not None
+    today = review.local_day(review.utc_now())
+    cards = review_store.history(quiz_env["db"], student_id, today).cards
+    assert [(c.image_id, c.box) for c in cards] == [(question.image_id, 1)]
+
+    at.button(key="new_quiz").click().run()
+    at.button(key="start_review").click().run()  # the same day: nothing is due yet
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["Due today"] == "0"
+    assert not at.info  # not "nothing to review": look-alikes of the cells just confused
+    assert at.subheader[0].value == "Cell 1 of 2"
+    assert at.session_state["review"]["plan"].confusions == [(question.truth, wrong)]
+    at.button(key="review_done").click().run()
+
+    tomorrow = review.utc_now() + timedelta(days=1)
+    monkeypatch.setattr(review, "utc_now", lambda: tomorrow)  # the page's clock, a day on
+    at.button(key="start_review").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Due today"] == "1" and metrics["Streak"] == "0 days"
+    state = at.session_state["review"]
+    items = state["plan"].items
+    assert items[0].image_id == question.image_id and items[0].kind == review.DUE
+    assert {i.kind for i in items[1:]} == {review.LOOK_ALIKE}
+    assert any("A cell you missed (box 1 of 3)" == c.value for c in at.caption)
+    at.button(key=f"review_answer_{question.truth}").click().run()
+    assert not at.exception, at.exception
+    assert at.success and "comes back in 3 days (box 2 of 3)" in at.success[0].value
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Streak"] == "1 day" and metrics["Due today"] == "0"
+    assert any(c.value.startswith("Look-alikes today, from the cells you mix up: ")
+               for c in at.caption)
+    for item in items[1:]:
+        at.button(key="review_next").click().run()
+        at.button(key=f"review_answer_{item.truth}").click().run()
+        assert not at.exception, at.exception
+    at.button(key="review_next").click().run()
+    assert any("Done for today" in h.value for h in at.subheader)
+    day = review.local_day(tomorrow)
+    cards = review_store.history(quiz_env["db"], student_id, day).cards
+    assert [(c.box, c.due_on) for c in cards] == [(2, day + timedelta(days=3))]
+
+
+def test_a_kept_nickname_refuses_a_wrong_pin_with_a_message(quiz_env):
+    first = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    first.run()
+    keep_and_start(first, "max", "4711", button="start_review")
+    assert "Nothing to review today" in first.info[0].value  # kept, nothing missed yet
+
+    other = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    other.run()
+    keep_and_start(other, "MAX", "0000")
+    assert other.error and "Wrong PIN" in other.error[0].value
+    assert not other.session_state["quiz"] if "quiz" in other.session_state else True
+    keep_and_start(other, "max", "12")  # too short to be a PIN
+    assert "4 to 32 characters" in other.error[0].value
+    other.checkbox(key="keep_nickname").uncheck().run()
+    other.button(key="start_review").click().run()
+    assert "needs a kept nickname" in other.error[0].value
+    assert not storage.load_answers(quiz_env["db"])  # nothing answered, nothing stored

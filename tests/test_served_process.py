@@ -3,9 +3,9 @@
 Streamlit calls `keras.backend.clear_session()` after every script run once keras is imported
 (0.2 s each, and a reset of Keras' state under other sessions' threads), so the served process
 must not import it, whatever the pages do. A fresh interpreter runs every page through AppTest,
-with a classification, a quiz answer with its heatmap, the explorer, the instructor view and the
-transfer-learning lab, and reports the modules it imported; only the worker processes (heatmaps,
-the lab's features) may load TensorFlow.
+with a classification, a quiz answer with its heatmap, Review mode, the explorer, the instructor
+view and the transfer-learning lab, and reports the modules it imported; only the worker
+processes (heatmaps, the lab's features) may load TensorFlow.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ SCRIPT = textwrap.dedent("""
         at.radio(key="mode").set_value("practice").run()
         at.button(key="start").click().run()
         next(b for b in at.button if b.key and b.key.startswith("answer_")).click().run()
+        at.button(key="new_quiz").click().run()  # then Review mode, with a kept nickname
+        at.checkbox(key="keep_nickname").check().run()
+        at.button(key="start_review").click().run()
     run("pages/2_Quiz.py", quiz)
     run("pages/3_Dataset_Explorer.py")
     run("pages/4_Instructor.py")
