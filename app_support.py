@@ -57,13 +57,27 @@ def model_key(classifier) -> str:
     return f"{classifier.folder}:{classifier.metadata.get('model_sha256', '')}"
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def classify_files(key: str, file_keys: tuple[tuple[str, str], ...], _classifier, _files,
+CLASSIFIED = "classified_batch"  # session state: (request, results) of this session's last batch
+
+
+def classify_files(key: str, file_keys: tuple[tuple[str, str], ...], classifier, files,
                    true_labels: tuple | None = None):
-    """`batch.classify_files`, cached by model and (name, sha1) of each file; bytes not hashed."""
+    """`batch.classify_files` for this session's latest batch, kept in its own session state.
+
+    Reruns of the batch (another heatmap, another image of it, the what-if sliders) classify
+    nothing: the request is the model and the (name, sha1) of each file. The results leave with
+    the session. A process-wide cache of the last 32 batches (st.cache_data) held about 1 MB per
+    image after a lecture's sessions had closed, and unpickled every result on every rerun.
+    """
     from hematovision_core.batch import classify_files as classify
 
-    return classify(_classifier, _files, true_labels)
+    request = (key, file_keys, true_labels)
+    kept = st.session_state.get(CLASSIFIED)
+    if kept is not None and kept[0] == request:
+        return kept[1]
+    outcome = classify(classifier, files, true_labels)
+    st.session_state[CLASSIFIED] = (request, outcome)
+    return outcome
 
 
 def explain(classifier, result, class_index: int, method: str, layer: str) -> Heatmap:
