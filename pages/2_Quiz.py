@@ -14,7 +14,7 @@ from app_support import (data_missing_message, disclaimer, get_settings, load_cl
                          model_sidebar, plain, quiz_feedback, quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
-from hematovision_core.morphology import card_for, contrast, with_article
+from hematovision_core.morphology import also_called, card_for, contrast, with_article
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.quiz_pool import (Candidate, predict_candidates, predict_sample,
                                          predicted_pool)
@@ -273,6 +273,9 @@ def feedback_ui(session: QuizSession) -> None:
         st.error(f"Not quite: you said **{names[answer.answer]}**, it is "
                  f"{article(names[answer.truth])} **{names[answer.truth]}**.")
         st.markdown(f":material/lightbulb: {contrast(answer.answer, answer.truth)}")
+    other_name = also_called(answer.truth, names[answer.truth])  # e.g. "a nucleated red cell"
+    if other_name:
+        st.caption(other_name)
     model_verdict = "right" if answer.model_correct else "wrong"
     st.markdown(f"The model says **{names[answer.model_answer]}** "
                 f"({answer.model_confidence:.0%} confident): {model_verdict}.")
@@ -291,8 +294,8 @@ def progress_ui(session: QuizSession) -> None:
     if not answers:
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers,
-                                                                           classifier.classes)),
+    left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers, classifier.classes,
+                                                                     names)),
                       key="class_accuracy", config=charts.CHART_CONFIG)
     right.plotly_chart(charts.confusion_matrix_heatmap(
         quiz.confusion_matrix(answers, classifier.classes), classifier.display_names,
