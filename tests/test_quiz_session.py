@@ -49,7 +49,8 @@ def test_start_answer_next_finish():
     assert first.answers[0].seconds == 4.5
     assert first.answers[0].answered_at == "2026-12-02T15:43:04+00:00"
     assert first.answers[0].session_id == "browser-1" and first.answers[0].nickname == "ana"
-    assert first.questions[0].model_answer == first.answers[0].model_answer == first.answers[0].truth
+    truth = first.answers[0].truth
+    assert first.questions[0].model_answer == first.answers[0].model_answer == truth
     assert first.feedback == first.answers[0] and not first.finished
     with pytest.raises(FrozenInstanceError):
         first.hint = True  # type: ignore[misc]
@@ -87,8 +88,8 @@ def test_hint_costs_points_and_is_reset_for_the_next_question():
     session = start("practice", length=3).take_hint()
     assert session.hint
     answered = answer_right(session)
-    assert answered.answers[0].hint_used and answered.answers[0].points == quiz.POINTS_CORRECT - \
-        quiz.HINT_COST
+    assert answered.answers[0].hint_used
+    assert answered.answers[0].points == quiz.POINTS_CORRECT - quiz.HINT_COST
     assert not answered.hint
 
 
