@@ -1,9 +1,10 @@
 """Review mode of the Quiz page: a student who keeps a nickname reviews their own mistakes.
 
 UI only: the schedule is `hematovision_core.review`, the cards `review_store`, the nickname and
-PIN `students`. Kept apart from the quiz's own state machine (`st.session_state.quiz`): the
-review's state is `st.session_state.review`, and the quiz page calls three things here: the
-"keep my nickname" fields, the Review button, and `review_ui` while a review is on.
+PIN `students`. Kept apart from the quiz's own state machine (a `QuizSession` in
+`st.session_state.quiz`): the review's state is `st.session_state.review`, and the quiz page
+calls three things here: the "keep my nickname" fields, the Review button, and `review_ui` while
+a review is on.
 """
 
 from __future__ import annotations

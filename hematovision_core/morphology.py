@@ -2,6 +2,10 @@
 
 Written once here for every page (Classify's card, the quiz's hints and feedback). Sizes are cell
 diameters on a dried, stained film; normal shares are of the white-cell differential in adults.
+
+A card's `display_name` is the name training writes into a model's model.json; the pages show a
+model's classes by the names its model.json gives (`Classifier.display_names`), so a cell has one
+name everywhere. Another name students meet (`also_called`) is shown beside it, never instead.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class MorphologyCard:
     normal_share: str  # share of white cells in adult blood (or what is normal, for non-leukocytes)
     key_features: tuple[str, ...]  # 2-3 short features: the quiz hint
     look_alikes: dict[str, str] = field(default_factory=dict)  # other class -> how to tell apart
+    also_called: str = ""  # another name for the cell, for a caption ("a nucleated red cell")
 
 
 CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
@@ -156,7 +161,7 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
     ),
     MorphologyCard(
         cell="erythroblast",
-        display_name="Erythroblast (nucleated red cell)",
+        display_name="Erythroblast",
         size="8-12 µm (late, orthochromatic stage)",
         nucleus="Small, perfectly round, very dense (pyknotic), often eccentric",
         cytoplasm="Grey-blue (polychromatic) to pink like red cells (orthochromatic)",
@@ -171,6 +176,7 @@ CARDS: dict[str, MorphologyCard] = {card.cell: card for card in (
             "platelet": "An erythroblast is cell-sized with a true nucleus; a platelet is a small "
                         "(2-3 µm) anucleate fragment whose purple granules can mimic a nucleus.",
         },
+        also_called="a nucleated red cell (NRBC)",
     ),
     MorphologyCard(
         cell="platelet",
@@ -213,6 +219,13 @@ def _key(class_name: str) -> str:
 def card_for(class_name: str) -> MorphologyCard | None:
     """The morphology card for a class key or display name (any case), or None if unknown."""
     return CARDS.get(_key(class_name))
+
+
+def also_called(class_name: str, name: str) -> str:
+    """"Erythroblast: also called a nucleated red cell (NRBC)." for a caption under `name`, the
+    class's shown name; "" when its card gives no other name."""
+    card = card_for(class_name)
+    return f"{name}: also called {card.also_called}." if card and card.also_called else ""
 
 
 def with_article(name: str) -> str:

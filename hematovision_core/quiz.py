@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, fields
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -185,7 +185,8 @@ def normalize_nickname(text: str) -> str:
 
 
 def display_name(class_name: str) -> str:
-    """A readable name for a class key (from its morphology card when there is one)."""
+    """A readable name for a class key where no model is at hand (the instructor's reports span
+    models): its morphology card's name, the one training writes into model.json."""
     card = card_for(class_name)
     return card.display_name if card else class_name.replace("_", " ").capitalize()
 
@@ -366,25 +367,28 @@ def answer_classes(answers: Sequence[Answer]) -> list[str]:
 ClassTally = tuple[int, int, int, int]  # answered, correct, judged by the model, model correct
 
 
-def class_accuracy(answers: Sequence[Answer], classes: Sequence[str]) -> pd.DataFrame:
-    """One row per class: answered, correct, accuracy, and the model's accuracy on those images."""
+def class_accuracy(answers: Sequence[Answer], classes: Sequence[str],
+                   names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per class: answered, correct, accuracy, and the model's accuracy on those images
+    (`names`: class -> shown name, a model's display names; else `display_name`)."""
     tallies: dict[str, ClassTally] = {}
     for answer in answers:
         answered, correct, judged, model_correct = tallies.get(answer.truth, (0, 0, 0, 0))
         tallies[answer.truth] = (answered + 1, correct + answer.correct,
                                  judged + (answer.model_answer is not None),
                                  model_correct + bool(answer.model_correct))
-    return class_accuracy_frame(tallies, classes)
+    return class_accuracy_frame(tallies, classes, names)
 
 
-def class_accuracy_frame(tallies: dict[str, ClassTally], classes: Sequence[str]) -> pd.DataFrame:
+def class_accuracy_frame(tallies: dict[str, ClassTally], classes: Sequence[str],
+                         names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """`class_accuracy` from per-class tallies (classes with no answer: NaN accuracies)."""
     rows = []
     for label in classes:
         answered, correct, judged, model_correct = tallies.get(label, (0, 0, 0, 0))
         rows.append({
             "class": label,
-            "cell": display_name(label),
+            "cell": names[label] if names else display_name(label),
             "answered": answered,
             "correct": correct,
             "accuracy": correct / answered if answered else np.nan,

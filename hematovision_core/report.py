@@ -59,6 +59,8 @@ def _card_html(label: str) -> str:
         return ""
     facts = (("Size", card.size), ("Nucleus", card.nucleus), ("Cytoplasm", card.cytoplasm),
              ("Granules", card.granules), ("Normal share", card.normal_share))
+    if card.also_called:
+        facts += (("Also called", card.also_called),)
     rows = "".join(f"<tr><th>{name}</th><td>{html.escape(value)}</td></tr>"
                    for name, value in facts)
     return f"<h2>{html.escape(card.display_name)}: morphology</h2><table>{rows}</table>"

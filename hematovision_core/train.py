@@ -34,17 +34,15 @@ from hematovision_core import data as datasets
 from hematovision_core.augment import PROFILES
 from hematovision_core.localize import CROP_GEOMETRY, CROP_MODES
 from hematovision_core.model_io import HISTORY_FILE, TTA_VIEWS, write_json, write_model_folder
+from hematovision_core.morphology import CARDS
 
 if TYPE_CHECKING:
     import keras
 
 log = logging.getLogger("hematovision.train")
 
-DISPLAY_NAMES = {
-    "basophil": "Basophil", "eosinophil": "Eosinophil", "erythroblast": "Erythroblast",
-    "ig": "Immature granulocyte", "lymphocyte": "Lymphocyte", "monocyte": "Monocyte",
-    "neutrophil": "Neutrophil", "platelet": "Platelet",
-}
+# The names model.json gives the classes, which every page shows: the morphology cards' names.
+DISPLAY_NAMES = {cell: card.display_name for cell, card in CARDS.items()}
 SELECT_MODES = ("best", "last")
 # Paths of the machine a run happened on, not part of its recipe: model.json leaves them out.
 UNRECORDED_FIELDS = ("data", "out", "manifest", "cache_dir", "ood_outside")

@@ -156,7 +156,9 @@ def prediction_ui(result) -> None:
                         key=f"probabilities_{result.digest}", config=charts.CHART_CONFIG)
     card = card_for(prediction.label)
     if card:
-        with st.expander(f"Morphology: {card.display_name}", expanded=True):
+        with st.expander(f"Morphology: {prediction.display_name}", expanded=True):
+            if card.also_called:  # one name, the model's (model.json); another one as a caption
+                st.caption(f"Also called {card.also_called}.")
             facts = st.columns(5)
             for column, (name, value) in zip(facts, (("Size", card.size), ("Nucleus", card.nucleus),
                                                      ("Cytoplasm", card.cytoplasm),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
 import uuid
+from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -13,10 +14,11 @@ from app_support import (data_missing_message, disclaimer, get_settings, load_cl
                          model_sidebar, plain, quiz_feedback, quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
-from hematovision_core.morphology import card_for, contrast, with_article
+from hematovision_core.morphology import also_called, card_for, contrast, with_article
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.quiz_pool import (Candidate, predict_candidates, predict_sample,
                                          predicted_pool)
+from hematovision_core.quiz_session import QuizSession, make_spec
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/quiz:", layout="wide")
 st.title(":material/quiz: Morphology quiz")
@@ -24,11 +26,11 @@ disclaimer()
 
 settings = get_settings()
 classifier = model_sidebar(settings)
-in_progress = st.session_state.get("quiz")
-if in_progress and in_progress["spec"].model_name != classifier.name:
+in_progress: QuizSession | None = st.session_state.get("quiz")
+if in_progress and in_progress.spec.model_name != classifier.name:
     # A quiz keeps the model it started with (its questions and seed depend on it), so a look
     # at another model, or at another page, does not throw half a quiz away.
-    quiz_folder = Path(settings.models_dir) / in_progress["spec"].model_name
+    quiz_folder = Path(settings.models_dir) / in_progress.spec.model_name
     if quiz_folder.is_dir():
         classifier = load_classifier(str(quiz_folder))
         st.info(f"This quiz goes on with the model it started with, **{classifier.name}**; "
@@ -117,12 +119,11 @@ def setup_ui() -> dict:
 SAMPLE_PER_CLASS = 50  # images of each class the model classifies in a new folder, for difficulty
 
 
-def start_quiz(values: dict, pool: list[Candidate]) -> dict:
-    """Check the form, choose the questions and return the new quiz state (ValueError if unusable)."""
+def start_quiz(values: dict, pool: list[Candidate]) -> QuizSession:
+    """Check the form, choose the questions and return the new quiz (ValueError if unusable)."""
     nickname = quiz.normalize_nickname(values["nickname"])
-    code = quiz.normalize_code(values["code"]) if values["code"].strip() else quiz.new_code()
-    length = quiz.PRACTICE_LENGTH if values["mode"] == "practice" else int(values["length"])
-    spec = quiz.QuizSpec(code, classifier.name, values["mode"], values["difficulty"], length)
+    spec = make_spec(values["code"], classifier.name, values["mode"], values["difficulty"],
+                     values["length"])
     keep, pin = values["keep"]  # a kept nickname: its misses become review cards
     student = app_review.sign_in(settings, nickname, pin) if keep else None
     if spec.difficulty in quiz.NEEDS_PREDICTIONS:  # the model's answer on every candidate
@@ -140,61 +141,35 @@ def start_quiz(values: dict, pool: list[Candidate]) -> dict:
         else:
             pool = predict_sample(classifier, pool, SAMPLE_PER_CLASS, progress=progress)
         bar.empty()
-    questions = quiz.plan_questions(pool, spec, classifier.classes)
-    if not questions:
-        raise ValueError("No images match this difficulty for this model; try another one.")
-    notice = None
-    if spec.mode != "practice" and spec.difficulty != "adaptive" and len(questions) < length:
-        notice = f"Only {len(questions)} images match this difficulty, so the quiz is that long."
-    return {"spec": spec, "nickname": nickname, "source": values["source"],
-            "questions": questions, "answers": [],
-            "overlay": None, "shown_at": None, "hint": False, "feedback": None, "finished": False,
-            "save_error": None, "notice": notice,
-            "student_id": student.id if student else None}  # None: no kept nickname
+    return QuizSession.start(spec, pool, classifier.classes,
+                             session_id=st.session_state.session_id, nickname=nickname,
+                             source=values["source"],
+                             student_id=student.id if student else None)  # None: not kept
 
 
-def record_answer(state: dict, given: str) -> None:
-    """Judge and store an answer, prepare the feedback and the next question."""
-    spec, index = state["spec"], len(state["answers"])
-    question = state["questions"][index]
-    seconds = time.monotonic() - (state["shown_at"] or time.monotonic())
+def model_answer_and_overlay(session: QuizSession) -> tuple[Candidate, bytes | None]:
+    """The model's answer on the current question and, where feedback follows, its Grad-CAM
+    overlay (JPEG bytes, shared by every session through a cache). ImageError if unreadable."""
+    question = session.current_question
     candidate = Candidate(question.image_id, question.path, question.truth)
-    overlay = None
-    if spec.mode != "exam":  # feedback now: the model's answer and where it looked (JPEG)
-        candidate, overlay = quiz_feedback(classifier, candidate)
-    elif question.model_answer is None:
-        candidate = predict_candidates(classifier, [candidate])[0]
-    judged = candidate
-    if question.model_answer is None:
-        question = quiz.Question(question.number, question.image_id, question.path, question.truth,
-                                 judged.predicted, judged.confidence)
-        state["questions"][index] = question
-    answer = quiz.make_answer(spec, st.session_state.session_id, state["nickname"], question,
-                              given, seconds, state["hint"], student_id=state.get("student_id"))
-    state["answers"].append(answer)
+    if session.gives_feedback:
+        return quiz_feedback(classifier, candidate)
+    if question.model_answer is None:  # an exam: the model's answer, kept for the results
+        return predict_candidates(classifier, [candidate])[0], None
+    return candidate, None
+
+
+def saved(session: QuizSession) -> QuizSession:
+    """Store the session's last answer; a storage error is said once and the quiz goes on."""
+    answer = session.answers[-1]
     try:
         if answer.student_id is None:
             storage.save_answer(settings.database, answer)
         else:  # a kept nickname: a wrong answer also becomes a review card
             app_review.save_quiz_answer(settings, answer)
     except storage.StorageError as error:
-        state["save_error"] = str(error)
-    if overlay is not None:
-        state["overlay"] = overlay  # only the latest: the review shows no heatmaps
-        state["feedback"] = answer
-    if spec.difficulty == "adaptive":
-        following = quiz.next_adaptive_question(load_pool(state["source"]), spec,
-                                                classifier.classes, state["answers"])
-        if following:
-            state["questions"].append(following)
-    state["hint"], state["shown_at"] = False, None
-    if len(state["answers"]) >= len(state["questions"]) and state["feedback"] is None:
-        state["finished"] = True
-
-
-def question_for(state: dict, answer: quiz.Answer) -> quiz.Question:
-    """The question an answer was given to."""
-    return next(q for q in state["questions"] if q.image_id == answer.image_id)
+        return session.not_saved(str(error))
+    return session
 
 
 # On a phone (Streamlit stacks columns under 640 px) the image, then 8 full-width buttons one
@@ -212,41 +187,36 @@ PHONE_CSS = """<style>
 </style>"""
 
 
-def score_line_ui(state: dict) -> None:
+def score_line_ui(session: QuizSession) -> None:
     """The score in one line above a question (four metrics filled a phone's first screen)."""
-    result = quiz.score(state["answers"])
+    result = quiz.score(session.answers)
     if not result.answered:
         return
     versus = (f" · you {result.correct} : {result.model_correct} model"
-              if state["spec"].mode == "versus" else "")
+              if session.spec.mode == "versus" else "")
     st.caption(f"Score **{result.points} / {result.max_points}** · right {result.correct} / "
                f"{result.answered} · streak {result.streak}{versus}")
 
 
-def scoreboard_ui(state: dict) -> None:
+def scoreboard_ui(session: QuizSession) -> None:
     """Score, streak and time; in versus mode, the Human vs Model tally."""
-    result = quiz.score(state["answers"])
-    columns = st.columns(5 if state["spec"].mode == "versus" else 4)
+    result = quiz.score(session.answers)
+    columns = st.columns(5 if session.spec.mode == "versus" else 4)
     columns[0].metric("Score", f"{result.points} / {result.max_points}")
     columns[1].metric("Right", f"{result.correct} / {result.answered}")
     columns[2].metric("Streak", result.streak, help=f"Best streak: {result.best_streak}")
     columns[3].metric("Time per question", f"{result.mean_seconds:.1f} s")
-    if state["spec"].mode == "versus":
+    if session.spec.mode == "versus":
         columns[4].metric("You vs Model", f"{result.correct} : {result.model_correct}")
 
 
-def question_ui(state: dict) -> None:
+def question_ui(session: QuizSession) -> None:
     """The image, one button per class, the hint."""
-    spec, index = state["spec"], len(state["answers"])
-    question = state["questions"][index]
-    if state["shown_at"] is None:
-        state["shown_at"] = time.monotonic()
-    planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
-    total = "" if spec.mode == "practice" else f" of {planned}"
+    question = session.current_question
+    total = "" if session.spec.mode == "practice" else f" of {session.planned_length}"
     st.subheader(f"Question {question.number}{total}")
-    if state.get("skip_notice"):
-        st.error(state["skip_notice"])
-        state["skip_notice"] = None
+    if session.skip_notice:
+        st.error(session.skip_notice)
     picture, buttons = st.columns([1, 1])
     show_image(picture.container(key="quiz_image"), question.path, width=360)
     buttons.markdown("**Which cell is this?**")
@@ -256,11 +226,11 @@ def question_ui(state: dict) -> None:
                        on_click=answer_clicked, args=(label, question.number))
     card = card_for(question.truth)
     if card:
-        if state["hint"]:
+        if session.hint:
             buttons.info("Hint: " + "; ".join(card.key_features))
         else:
             buttons.button(f"Hint (costs {quiz.HINT_COST} points)", key="hint", type="tertiary",
-                           on_click=update_quiz, kwargs={"hint": True})
+                           on_click=update_quiz, args=(QuizSession.take_hint,))
 
 
 # Buttons act through callbacks, which run before the page is drawn: one script run shows the
@@ -269,64 +239,63 @@ def question_ui(state: dict) -> None:
 
 def answer_clicked(label: str, number: int) -> None:
     """Judge and store an answer to question `number` (a stale double click is ignored)."""
-    state = st.session_state.get("quiz")
-    if not state or state["finished"] or state["feedback"] is not None:
+    session: QuizSession | None = st.session_state.get("quiz")
+    if not session or not session.accepts(number):
         return
-    index = len(state["answers"])
-    if index >= len(state["questions"]) or state["questions"][index].number != number:
-        return
+    pool = partial(load_pool, session.source)  # read only by an adaptive quiz
     try:
-        record_answer(state, label)
+        judged, overlay = model_answer_and_overlay(session)
     except ImageError as error:
-        state["skip_notice"] = f"This image cannot be read ({error}); it was skipped."
-        state["questions"].pop(index)
-        state["shown_at"] = None
-        if state["spec"].difficulty == "adaptive":
-            following = quiz.next_adaptive_question(load_pool(state["source"]), state["spec"],
-                                                    classifier.classes, state["answers"])
-            state["questions"] += [following] if following else []
+        st.session_state.quiz = session.skip(str(error), pool)
+        return
+    session = session.answer(label, number, datetime.now(timezone.utc),
+                             model_answer=judged.predicted, model_confidence=judged.confidence,
+                             overlay=overlay, pool=pool)
+    st.session_state.quiz = saved(session)
 
 
-def update_quiz(**changes) -> None:
-    """Set fields of the quiz in progress (hint, feedback, finished)."""
+def update_quiz(transition) -> None:
+    """Apply a transition without arguments (take_hint, next, finish) to the quiz in progress."""
     if st.session_state.get("quiz"):
-        st.session_state.quiz.update(changes)
+        st.session_state.quiz = transition(st.session_state.quiz)
 
 
 def new_quiz() -> None:
     st.session_state.quiz = None
 
 
-def feedback_ui(state: dict) -> None:
+def feedback_ui(session: QuizSession) -> None:
     """Right or wrong, the truth, the model's answer and Grad-CAM, and the contrast line."""
-    answer = state["feedback"]
+    answer = session.feedback
     if answer.correct:
         st.success(f"Right: this is {article(names[answer.truth])} **{names[answer.truth]}**.")
     else:
         st.error(f"Not quite: you said **{names[answer.answer]}**, it is "
                  f"{article(names[answer.truth])} **{names[answer.truth]}**.")
         st.markdown(f":material/lightbulb: {contrast(answer.answer, answer.truth)}")
+    other_name = also_called(answer.truth, names[answer.truth])  # e.g. "a nucleated red cell"
+    if other_name:
+        st.caption(other_name)
     model_verdict = "right" if answer.model_correct else "wrong"
     st.markdown(f"The model says **{names[answer.model_answer]}** "
                 f"({answer.model_confidence:.0%} confident): {model_verdict}.")
-    last = len(state["answers"]) >= len(state["questions"])
     # Under the verdict, not under the pictures: on a phone those fill a screen and more.
-    st.button("See the results" if last else "Next question", key="next", type="primary",
-              on_click=update_quiz, kwargs={"feedback": None, "finished": last})
+    st.button("See the results" if session.out_of_questions else "Next question", key="next",
+              type="primary", on_click=update_quiz, args=(QuizSession.next,))
     left, right = st.columns(2)
-    show_image(left, question_for(state, answer).path, caption="The image", width=320)
-    right.image(state["overlay"], caption="Where the model looked (Grad-CAM)",
+    show_image(left, session.question_of(answer).path, caption="The image", width=320)
+    right.image(session.overlay, caption="Where the model looked (Grad-CAM)",
                 width=320, output_format="JPEG")  # JPEG bytes already: shown as they are
 
 
-def progress_ui(state: dict) -> None:
+def progress_ui(session: QuizSession) -> None:
     """Accuracy per cell type and the student's own confusion matrix."""
-    answers = state["answers"]
+    answers = session.answers
     if not answers:
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers,
-                                                                           classifier.classes)),
+    left.plotly_chart(charts.class_accuracy_bars(quiz.class_accuracy(answers, classifier.classes,
+                                                                     names)),
                       key="class_accuracy", config=charts.CHART_CONFIG)
     right.plotly_chart(charts.confusion_matrix_heatmap(
         quiz.confusion_matrix(answers, classifier.classes), classifier.display_names,
@@ -334,14 +303,14 @@ def progress_ui(state: dict) -> None:
         key="confusion", config=charts.CHART_CONFIG)
 
 
-def review_ui(state: dict) -> None:
+def review_ui(session: QuizSession) -> None:
     """Every wrong answer with its image, the truth and the contrast line."""
-    wrong = [a for a in state["answers"] if not a.correct]
+    wrong = [a for a in session.answers if not a.correct]
     st.subheader(f"Review: {len(wrong)} wrong answer(s)")
     if not wrong:
         st.success("No mistakes. Well done!")
     for answer in wrong:
-        question = question_for(state, answer)
+        question = session.question_of(answer)
         with st.container(border=True):
             left, right = st.columns([1, 3])
             show_image(left, question.path, width=160)
@@ -355,13 +324,13 @@ def review_ui(state: dict) -> None:
 if st.session_state.get(app_review.STATE) and app_review.review_ui(settings, classifier):
     st.stop()  # Review mode: its own section, then nothing else
 
-state = st.session_state.get("quiz")
-if state and state["spec"].model_name != classifier.name:  # its model folder is gone
-    st.info(f"The model `{state['spec'].model_name}` of your quiz is no longer here, so the quiz "
+session: QuizSession | None = st.session_state.get("quiz")
+if session and session.spec.model_name != classifier.name:  # its model folder is gone
+    st.info(f"The model `{session.spec.model_name}` of your quiz is no longer here, so the quiz "
             "started over.")
-    state = st.session_state.quiz = None
+    session = st.session_state.quiz = None
 
-if state is None:
+if session is None:
     values = setup_ui()
     pool = load_pool(values["source"])  # and for adaptive quizzes: a fixed quiz keeps its questions
     where = ("its validation and test split" if values["source"] == OWN_SPLIT
@@ -377,9 +346,9 @@ if state is None:
     app_review.review_button_ui(settings, classifier, pool, values, *values["keep"])
     st.stop()
 
-spec = state["spec"]
-images = "" if state["source"] == OWN_SPLIT else f" · images from `{state['source']}`"
-st.markdown(f"**{plain(state['nickname'])}** · {quiz.MODE_LABELS[spec.mode]} · "
+spec = session.spec
+images = "" if session.source == OWN_SPLIT else f" · images from `{session.source}`"
+st.markdown(f"**{plain(session.nickname)}** · {quiz.MODE_LABELS[spec.mode]} · "
             f"{quiz.DIFFICULTY_LABELS[spec.difficulty]}{images} · quiz code **`{spec.code}`**",
             help="Share the code: the same code and images give the same questions.")
 st.html(PHONE_CSS)
@@ -391,47 +360,45 @@ st.html(PHONE_CSS)
 @st.fragment
 def quiz_ui() -> None:
     """The quiz in progress: the question, the feedback after an answer, or the results."""
-    state = st.session_state.get("quiz")
-    if state is None:  # "New quiz": its settings form lies outside this fragment
+    session: QuizSession | None = st.session_state.get("quiz")
+    if session is None:  # "New quiz": its settings form lies outside this fragment
         st.rerun(scope="app")
-    spec = state["spec"]
-    if state["feedback"] is None and len(state["answers"]) >= len(state["questions"]):
-        state["finished"] = True  # e.g. the pool ran out
-    if state["notice"]:
-        st.info(state["notice"])
-        state["notice"] = None
-    if state["save_error"]:
-        st.warning(f"{state['save_error']} Your quiz goes on, but this answer is not kept.")
-        state["save_error"] = None
+    if not session.finished and session.feedback is None:  # a question: its time runs from now
+        session = session.shown(datetime.now(timezone.utc))
+    st.session_state.quiz = session.without_messages()  # each message is shown once
+    spec = session.spec
+    if session.notice:
+        st.info(session.notice)
+    if session.save_error:
+        st.warning(f"{session.save_error} Your quiz goes on, but this answer is not kept.")
 
-    if state["finished"]:
-        scoreboard_ui(state)
+    if session.finished:
+        scoreboard_ui(session)
         st.subheader("Results")
-        progress_ui(state)
+        progress_ui(session)
         if spec.mode == "versus":
-            st.plotly_chart(charts.human_vs_model_bars(quiz.human_vs_model(state["answers"])),
+            st.plotly_chart(charts.human_vs_model_bars(quiz.human_vs_model(session.answers)),
                             key="versus", config=charts.CHART_CONFIG)
-        review_ui(state)
-    elif state["feedback"] is not None:
-        feedback_ui(state)  # the verdict first: on a phone it is what the first screen shows
-        scoreboard_ui(state)
+        review_ui(session)
+    elif session.feedback is not None:
+        feedback_ui(session)  # the verdict first: on a phone it is what the first screen shows
+        scoreboard_ui(session)
         # The two progress charts cost more server time than the rest of the page (a lecture
         # hall's bottleneck): drawn on request during the quiz, always with the results.
         if st.toggle("Show my progress charts", key="show_progress"):
-            progress_ui(state)
+            progress_ui(session)
     else:
         if spec.mode != "exam":
-            score_line_ui(state)
-        question_ui(state)
+            score_line_ui(session)
+        question_ui(session)
         if spec.mode == "exam":
-            planned = spec.length if spec.difficulty == "adaptive" else len(state["questions"])
-            st.progress(len(state["answers"]) / planned,
-                        text=f"{len(state['answers'])} of {planned} answered; feedback at the end")
+            answered, planned = len(session.answers), session.planned_length
+            st.progress(answered / planned,
+                        text=f"{answered} of {planned} answered; feedback at the end")
         # No progress charts beside a question: they belong to the feedback and the results.
 
-    if not state["finished"] and state["answers"]:
-        st.button("Finish now", key="finish", on_click=update_quiz,
-                  kwargs={"feedback": None, "finished": True})
+    if not session.finished and session.answers:
+        st.button("Finish now", key="finish", on_click=update_quiz, args=(QuizSession.finish,))
     st.button("New quiz", key="new_quiz", on_click=new_quiz)
 
 

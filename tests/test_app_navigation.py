@@ -71,22 +71,22 @@ def test_a_quiz_in_progress_and_its_form_survive_a_visit_to_another_page(two_mod
     at.button(key="start").click().run()
     assert not at.exception, [e.value for e in at.exception]
     at.button(key=f"answer_{classes[0]}").click().run()
-    questions = at.session_state["quiz"]["questions"]
+    questions = at.session_state["quiz"].questions
 
     visit(at, "Home.py")
     visit(at, QUIZ)
     state = at.session_state["quiz"]
-    assert state is not None and len(state["answers"]) == 1
-    assert state["questions"] == questions and state["spec"].model_name == "tiny-b"
+    assert state is not None and len(state.answers) == 1
+    assert state.questions == questions and state.spec.model_name == "tiny-b"
     assert not any("started over" in i.value for i in at.info)
     assert any("Question 2 of 5" in s.value for s in at.subheader)
 
     # Another model in the sidebar mid-quiz: the quiz goes on with its own, and says so.
     at.selectbox(key="model_name").set_value("tiny-a").run()
-    assert at.session_state["quiz"]["spec"].model_name == "tiny-b"
+    assert at.session_state["quiz"].spec.model_name == "tiny-b"
     assert any("goes on with the model it started with" in i.value for i in at.info)
     at.button(key=f"answer_{classes[0]}").click().run()
-    assert len(at.session_state["quiz"]["answers"]) == 2
+    assert len(at.session_state["quiz"].answers) == 2
 
     # The next quiz starts from the form as it was left, with the sidebar's model.
     at.button(key="new_quiz").click().run()

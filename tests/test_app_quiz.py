@@ -54,8 +54,7 @@ def start(mode: str, code: str, length: int | None = None, nickname: str = "ana"
 
 
 def current_question(at: AppTest):
-    state = at.session_state["quiz"]
-    return state["questions"][len(state["answers"])]
+    return at.session_state["quiz"].current_question
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -105,7 +104,7 @@ def test_practice_round_right_and_wrong_updates_score_and_confusion_matrix(quiz_
 def test_exam_ends_with_a_review(quiz_env):
     classes = quiz_env["classes"]
     at = start("exam", "EXAM-7", length=5)
-    questions = at.session_state["quiz"]["questions"]
+    questions = at.session_state["quiz"].questions
     assert len(questions) == 5 and len({q.image_id for q in questions}) == 5
     for number in range(5):
         assert not at.success and not at.error  # no feedback until the end
@@ -129,7 +128,7 @@ def test_hard_quiz_reads_the_models_answers_once_and_caches_them(quiz_env, tmp_p
     at.selectbox(key="difficulty").set_value("hard")
     at.button(key="start").click().run()
     assert not at.exception, at.exception
-    questions = at.session_state["quiz"]["questions"]
+    questions = at.session_state["quiz"].questions
     # Hard questions come from images the model got wrong or nearly confused, never training ones.
     assert questions and all("/train-" not in q.image_id for q in questions)
     assert all(q.model_answer is not None for q in questions)
@@ -160,7 +159,7 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
     at.selectbox(key="difficulty").set_value("typical")  # needs the model's answers on the folder
     at.button(key="start").click().run()
     assert not at.exception, at.exception
-    questions = at.session_state["quiz"]["questions"]
+    questions = at.session_state["quiz"].questions
     assert questions and all(q.image_id.startswith("lab-b/") for q in questions)
     assert any("images from `lab-b`" in m.value for m in at.markdown)
     shown = [image.url for element in at.get("image") for image in element.proto.imgs]

@@ -55,3 +55,16 @@ def test_cell_names_take_the_right_article():
     assert with_article("Immature granulocyte") == "an Immature granulocyte"
     assert with_article("Neutrophil") == "a Neutrophil"
     assert with_article("Basophil") == "a Basophil"
+
+
+def test_a_cell_has_one_name_and_another_one_only_as_a_caption():
+    from hematovision_core.morphology import also_called
+    from hematovision_core.train import DISPLAY_NAMES
+
+    # Training writes the cards' names into model.json; the pages show model.json's names.
+    assert DISPLAY_NAMES == {cell: card.display_name for cell, card in CARDS.items()}
+    assert card_for("erythroblast").display_name == "Erythroblast"
+    assert also_called("erythroblast", "Erythroblast") == \
+        "Erythroblast: also called a nucleated red cell (NRBC)."
+    assert also_called("neutrophil", "Neutrophil") == ""
+    assert also_called("unknown cell", "Unknown") == ""

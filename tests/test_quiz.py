@@ -276,3 +276,12 @@ def test_stored_times_read_as_a_date_and_time():
     assert readable_time("2026-12-02T15:43:07+00:00") == "2 Dec 2026, 15:43 UTC"
     assert readable_time("2026-12-02T16:43:07+01:00") == "2 Dec 2026, 15:43 UTC"
     assert readable_time("not a time") == "not a time"
+
+
+def test_class_accuracy_names_the_classes_as_the_model_does():
+    question = quiz.Question(1, "pbc/eosinophil/1.jpg", Path("/x.jpg"), "eosinophil")
+    answers = [answer_to(question, "eosinophil", spec())]
+    shown = {"eosinophil": "Eo", "lymphocyte": "Ly", "neutrophil": "Ne"}
+    assert list(quiz.class_accuracy(answers, CLASSES, shown)["cell"]) == ["Eo", "Ly", "Ne"]
+    assert list(quiz.class_accuracy(answers, CLASSES)["cell"]) == [
+        "Eosinophil", "Lymphocyte", "Neutrophil"]  # no model at hand: the cards' names
