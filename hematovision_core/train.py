@@ -271,7 +271,6 @@ def train(args: argparse.Namespace) -> dict:
         crop=args.crop,
         tta=args.tta,
         temperature=1.0,
-        explain_layer="out_relu",
         data=dict(dataset=dataset_name(dataset.root), images=len(records),
                   counts={s: datasets.class_counts(by_split[s]) for s in datasets.SPLITS},
                   split_manifest=datasets.MANIFEST_NAME,
