@@ -154,6 +154,8 @@ def discover(root: str | Path, verify: bool = True) -> Dataset:
 
 
 def file_digest(path: Path) -> str:
+    """sha1 hex digest of a file on disk: byte-identical images share a split (uploads, which
+    are bytes, use `batch.bytes_digest`)."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 

@@ -133,9 +133,9 @@ def predict_candidates(classifier, candidates: Sequence[Candidate]) -> list[Cand
     """Classify a few candidates now (no cache); for the one question on screen."""
     if not candidates:
         return []
-    batch = np.stack([classifier.prepare(c.path) for c in candidates])
-    probabilities = classifier.probabilities(batch)  # (N, num_classes)
-    return [with_prediction(c, p, classifier.classes) for c, p in zip(candidates, probabilities)]
+    inference = classifier.infer([c.path for c in candidates], skip_unreadable=False)
+    return [with_prediction(c, p, classifier.classes)
+            for c, p in zip(candidates, inference.probabilities)]  # (num_classes,) each
 
 
 def predicted_pool(classifier, pool: Sequence[Candidate], cache_dir: str | Path,
@@ -191,24 +191,21 @@ def predict_sample(classifier, pool: Sequence[Candidate], per_class: int = 50,
 
 
 @dataclass(frozen=True, eq=False)
-class ModelView:
+class ModelAnswer:
     candidate: Candidate  # with the model's prediction filled in
     image: np.ndarray  # uint8 (size, size, 3): the image as the model saw it
     overlay: np.ndarray  # uint8 (size, size, 3): Grad-CAM of the model's answer over `image`
 
 
-def model_view(classifier, candidate: Candidate, opacity: float = 0.45) -> ModelView:
+def answer_with_heatmap(classifier, candidate: Candidate, opacity: float = 0.45) -> ModelAnswer:
     """The model's answer on one image and where it looked (Grad-CAM of its chosen class), from
     one forward pass."""
-    from hematovision_core.calibration import apply_temperature
     from hematovision_core.heatmap import overlay
-    from hematovision_core.preprocessing import resize_for_model, scale_pixels
 
-    # uint8 (S, S, 3), cropped as the model was trained (smear models look at the white cell)
-    pixels = resize_for_model(classifier.view(candidate.path), classifier.input_size)
-    forward = classifier.forward(scale_pixels(pixels)[None])  # float32 input in [-1, 1]
-    probabilities = apply_temperature(forward.logits, classifier.temperature)[0]  # (classes,)
-    predicted = with_prediction(candidate, probabilities, classifier.classes)
-    heatmap = classifier.heatmap(forward.class_maps[0],
+    # Cropped as the model was trained (smear models look at the white cell); raises ImageError
+    inference = classifier.infer([candidate.path], inputs=True, skip_unreadable=False)
+    pixels = inference.inputs[0]  # uint8 (S, S, 3)
+    predicted = with_prediction(candidate, inference.probabilities[0], classifier.classes)
+    heatmap = classifier.heatmap(inference.class_maps[0],
                                  classifier.classes.index(predicted.predicted))
-    return ModelView(predicted, pixels, overlay(pixels, heatmap, opacity=opacity))
+    return ModelAnswer(predicted, pixels, overlay(pixels, heatmap, opacity=opacity))

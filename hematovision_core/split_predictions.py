@@ -15,7 +15,6 @@ import logging
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,12 +23,10 @@ import numpy as np
 
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.feature_map import pca_2d
-from hematovision_core.preprocessing import ImageError, model_view, resize_for_model, scale_pixels
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the files below change meaning
-POOL_WIDTH = 1280  # MobileNetV2's last block, pooled: the features of the map
 ARRAYS_FILE = "predictions.npz"
 FEATURES_FILE = "features.npy"
 META_FILE = "meta.json"
@@ -116,51 +113,20 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
     )
 
 
-def _decode(path: Path, size: int, crop: str) -> np.ndarray | None:
-    """The model's view of one image (decoded, cropped as in training, resized), uint8."""
-    try:
-        return resize_for_model(model_view(path, crop), size)
-    except (ImageError, OSError) as error:
-        log.warning("Skipping %s: %s", path, error)
-        return None
-
-
 def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | None = None,
               batch_size: int = BATCH_SIZE):
-    """Pooled features and logits for image files, decoding the next batch while one runs.
+    """Pooled features and logits for image files (`Classifier.infer`), decoding the next batch
+    in background threads while one runs.
 
     Returns:
         (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
     """
-    batch_size = max(1, batch_size // classifier.views)  # TTA: each image runs as several views
-    size = classifier.input_size
-    crop = classifier.crop
-    total = len(paths)
-    features, logits, kept = [], [], []
-
-    def decode_batch(start: int):
-        return list(pool.map(lambda p: _decode(p, size, crop), paths[start:start + batch_size]))
-
-    with ThreadPoolExecutor(DECODE_THREADS) as pool, ThreadPoolExecutor(1) as loader:
-        starts = list(range(0, total, batch_size))
-        pending = loader.submit(decode_batch, starts[0]) if starts else None
-        for number, start in enumerate(starts):
-            images = pending.result()
-            if number + 1 < len(starts):
-                pending = loader.submit(decode_batch, starts[number + 1])
-            good = [i for i, image in enumerate(images) if image is not None]
-            if good:
-                # Same scaling and TTA as every other prediction (`Classifier.forward`).
-                output = classifier.forward(scale_pixels(np.stack([images[i] for i in good])))
-                features.append(output.pooled.astype(np.float16))
-                logits.append(output.logits.astype(np.float32))
-                kept += [start + i for i in good]
-            if progress is not None:
-                progress(min(start + batch_size, total), total)
-    return (np.concatenate(features) if features else np.zeros((0, POOL_WIDTH), np.float16),
-            np.concatenate(logits) if logits
-            else np.zeros((0, len(classifier.classes)), np.float32),
-            np.array(kept, dtype=np.int64))
+    inference = classifier.infer(paths, features=True, batch_size=batch_size,
+                                 decode_threads=DECODE_THREADS, progress=progress)
+    for index, reason in inference.skipped:
+        log.warning("Skipping %s: %s", paths[index], reason)
+    return (inference.pooled.astype(np.float16), inference.logits.astype(np.float32),
+            inference.kept)
 
 
 def compute(cache_dir: Path, classifier, source: SplitSource,

@@ -11,7 +11,7 @@ from streamlit.errors import StreamlitAPIException
 from app_support import (classify_files, data_missing_message, disclaimer, example_pool,
                          explain, get_settings, model_key, model_sidebar, plain)
 from hematovision_core import charts
-from hematovision_core.batch import (dataset_folder, differential, draw_example, file_digest,
+from hematovision_core.batch import (dataset_folder, differential, draw_example, bytes_digest,
                                      refuse_other_types, results_csv, results_rows)
 from hematovision_core.data import IMAGE_EXTENSIONS
 from hematovision_core.heatmap import (COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, grid_note,
@@ -303,11 +303,11 @@ def batch_ui(results) -> object:
 
 
 files, true_labels = inputs_ui()
-originals = {file_digest(data): data for _, data in files}  # for the smear model's boxed field
+originals = {bytes_digest(data): data for _, data in files}  # for the smear model's boxed field
 results, failures = [], []
 if files:
     with st.spinner("Classifying..."):
-        file_keys = tuple((name, file_digest(data))
+        file_keys = tuple((name, bytes_digest(data))
                           for name, data in files)
         results, failures = classify_files(key, file_keys, classifier, files,
                                            tuple(true_labels) if true_labels else None)

@@ -14,7 +14,7 @@ from hematovision_core import charts, quiz, storage
 from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import card_for, contrast, with_article
 from hematovision_core.preprocessing import ImageError
-from hematovision_core.quiz_pool import (Candidate, model_view, predict_candidates,
+from hematovision_core.quiz_pool import (Candidate, answer_with_heatmap, predict_candidates,
                                          predict_sample, predicted_pool)
 
 st.set_page_config(page_title="Quiz · HematoVision", page_icon=":material/quiz:", layout="wide")
@@ -155,7 +155,7 @@ def record_answer(state: dict, given: str) -> None:
     candidate = Candidate(question.image_id, question.path, question.truth)
     view = None
     if spec.mode != "exam":  # feedback now: the model's answer and where it looked
-        view = model_view(classifier, candidate)
+        view = answer_with_heatmap(classifier, candidate)
     elif question.model_answer is None:
         candidate = predict_candidates(classifier, [candidate])[0]
     judged = view.candidate if view else candidate
