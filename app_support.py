@@ -322,10 +322,15 @@ def model_sidebar(settings: Settings | None = None):
 
 
 def data_missing_message(settings: Settings | None = None, dataset: str = "pbc") -> None:
-    """Explain where data is looked for and how to get it."""
+    """Explain where data is looked for and how to get it; `dataset` is the folder inside the
+    data folder that was looked for ("pbc", "blood-cells/TRAIN")."""
+    from hematovision_core.download import download_command
+
     settings = settings or get_settings()
+    command = download_command(dataset)
+    download = (f"Download a public dataset on a connected machine with\n\n`{command}`\n\nor "
+                if command else f"Put images in `{dataset}` there, or ")
     st.warning(
-        f"No images found in the data folder `{settings.data_dir}`. Download a public dataset "
-        f"on a connected machine with\n\n`python -m hematovision_core.data download {dataset}`\n\n"
-        "or point `HEMATOVISION_DATA` at an existing folder of `<class>/<image>` files."
+        f"No images found in the data folder `{settings.data_dir}`. {download}"
+        "point `HEMATOVISION_DATA` at an existing folder of `<class>/<image>` files."
     )
