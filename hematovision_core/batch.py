@@ -18,7 +18,7 @@ from PIL import Image
 from hematovision_core.csv_safety import to_csv
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
-from hematovision_core.model_io import dataset_name
+from hematovision_core.model_io import ModelFolder
 from hematovision_core.ood import NOTICE
 from hematovision_core.preprocessing import scale_pixels
 
@@ -163,26 +163,23 @@ def differential(results: Sequence[ImageResult], display_names: Sequence[str]) -
     return {name: float(count) / total for name, count in zip(display_names, counts)}
 
 
-def dataset_folder(data_dir: str | Path, metadata: dict) -> Path:
-    """Where the model's dataset lives on this machine: <data_dir>/<metadata data.dataset>."""
-    return Path(data_dir) / (dataset_name(metadata) or "pbc")
+def dataset_folder(data_dir: str | Path, model: ModelFolder) -> Path:
+    """Where the model's dataset lives on this machine: <data_dir>/<model.json's data.dataset>."""
+    return Path(data_dir) / (model.dataset or "pbc")
 
 
-def example_records(model_folder: str | Path | None, data_dir: str | Path,
-                    metadata: dict) -> list[ImageRecord]:
+def example_records(model: ModelFolder, data_dir: str | Path) -> list[ImageRecord]:
     """Labelled images to draw examples from: the model's test split when its manifest is here
     (images it never trained on), else every image found in the dataset folder."""
-    root = dataset_folder(data_dir, metadata)
+    root = dataset_folder(data_dir, model)
     if not root.is_dir():
         return []
-    manifest_name = (metadata.get("data") or {}).get("split_manifest")
-    manifest = Path(model_folder) / manifest_name if model_folder and manifest_name else None
-    if manifest is not None and manifest.is_file():
-        test = [r for r in read_manifest(manifest, root) if r.split == "test"]
+    if model.manifest is not None:
+        test = [r for r in read_manifest(model.manifest, root) if r.split == "test"]
         present = [r for r in test if r.path.is_file()]
         if present:
             return present
-    classes = set(metadata.get("classes") or [])
+    classes = set(model.classes)
     return [r for r in discover(root, verify=False).records
             if r.path.suffix.lower() in IMAGE_EXTENSIONS and (not classes or r.label in classes)]
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core.metrics import summarize
+from hematovision_core.model_io import ModelFolder
 
 log = logging.getLogger("hematovision.evaluate")
 
@@ -36,8 +37,8 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
         if not records:
             raise ValueError(f"{data_dir} has no '{split}' split folder with images.")
         return records, f"split folder '{split}'"
-    manifest = model_folder / datasets.MANIFEST_NAME
-    if not manifest.exists():
+    manifest = ModelFolder.read(model_folder).manifest
+    if manifest is None:
         raise ValueError(f"{data_dir} has no split folders and {model_folder} has no split.csv.")
     records = [r for r in datasets.records_on_disk(manifest, dataset) if r.split == wanted]
     if not records:

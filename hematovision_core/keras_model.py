@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from hematovision_core.model import LOGITS_LAYER
-from hematovision_core.model_io import MODEL_FILE, TTA_VIEWS, ModelFolderError, read_metadata
+from hematovision_core.model_io import MODEL_FILE, ModelFolder
 # The one definition of the test-time views, shared with the served path (numpy, no TensorFlow).
 from hematovision_core.predict import dihedral_views, mean_over_views
 
@@ -21,18 +21,16 @@ from hematovision_core.predict import dihedral_views, mean_over_views
 class KerasClassifier:
     """`model.keras` with its metadata; the forward pass runs in a compiled `tf.function`."""
 
-    def __init__(self, model: keras.Model, metadata: dict, folder: Path | None = None):
+    def __init__(self, model: keras.Model, model_folder: ModelFolder):
         self.model = model
-        self.metadata = metadata
-        self.folder = folder
-        self.classes: list[str] = list(metadata["classes"])
-        self.input_size = int(metadata["input_size"])
-        self.crop = metadata.get("crop", "none")
-        self.tta = metadata.get("tta", "none")
-        if self.tta not in TTA_VIEWS:
-            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
-                                   f"expected one of {tuple(TTA_VIEWS)}.")
-        self.views = TTA_VIEWS[self.tta]
+        self.model_folder = model_folder
+        self.metadata = model_folder.metadata
+        self.folder = model_folder.path
+        self.classes: list[str] = list(model_folder.classes)
+        self.input_size = model_folder.input_size
+        self.crop = model_folder.crop
+        self.tta = model_folder.tta
+        self.views = model_folder.views
         self.logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
         size = self.input_size
         self._forward = tf.function(
@@ -49,10 +47,9 @@ class KerasClassifier:
     @classmethod
     def load(cls, folder: str | Path) -> "KerasClassifier":
         """Load a checked model folder's Keras model."""
-        folder = Path(folder)
-        metadata = read_metadata(folder)
-        model = keras.models.load_model(folder / MODEL_FILE, compile=False)
-        return cls(model, metadata, folder)
+        model_folder = ModelFolder.read(folder)
+        model = keras.models.load_model(Path(folder) / MODEL_FILE, compile=False)
+        return cls(model, model_folder)
 
     def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """(N, size, size, 3) preprocessed images -> (N, num_classes) logits, TTA included."""

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from hematovision_core import ood
-from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.split_predictions import SplitSource, predictions_for
 
 log = logging.getLogger("hematovision.ood")
@@ -87,7 +86,7 @@ def fit_model_guard(classifier, data_root: Path, cache_dir: Path, outside: Path 
                     false_flag_rate: float = ood.FALSE_FLAG_RATE,
                     outside_name: str | None = None) -> tuple[ood.DomainGuard, dict]:
     """Fit the guard of a loaded model from its split manifest; returns it and its record."""
-    manifest = manifest_path(classifier.folder, classifier.metadata)
+    manifest = classifier.model_folder.manifest
     if manifest is None:
         raise ValueError(f"{classifier.folder} has no split.csv: the guard needs its train split.")
     index_of = {c: i for i, c in enumerate(classifier.classes)}
@@ -159,7 +158,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     classifier = Classifier.load(args.model)
-    data_root = args.data or settings.data_dir / (dataset_name(classifier.metadata) or "")
+    data_root = args.data or settings.data_dir / (classifier.model_folder.dataset or "")
     outside = None if not args.outside else (
         Path(args.outside) if Path(args.outside).is_absolute() else settings.data_dir / args.outside)
     try:

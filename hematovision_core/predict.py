@@ -20,7 +20,7 @@ from PIL import Image
 
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.heatmap import Heatmap, cam_heatmap
-from hematovision_core.model_io import TTA_VIEWS, ModelFolderError, read_metadata
+from hematovision_core.model_io import ModelFolder, ModelFolderError
 from hematovision_core.ood import load_guard
 from hematovision_core.preprocessing import (ImageError, ImageSource, load_image, model_view,
                                              preprocess, resize_for_model, scale_pixels)
@@ -91,41 +91,42 @@ class Inference:
 class Classifier:
     """A trained model folder served by ONNX Runtime, plus its metadata."""
 
-    def __init__(self, runtime: OnnxModel, metadata: dict, folder: Path | None = None):
+    def __init__(self, runtime: OnnxModel, metadata: dict | ModelFolder,
+                 folder: Path | None = None):
         self.runtime = runtime
-        self.metadata = metadata
-        self.folder = folder
-        self.classes: list[str] = list(metadata["classes"])
-        self.display_names: list[str] = list(metadata["display_names"])
-        self.input_size = int(metadata["input_size"])
-        self.temperature = float(metadata["temperature"])
-        self.crop = metadata.get("crop", "none")  # "white-cell": look at the white cell of a smear
+        if not isinstance(metadata, ModelFolder):  # metadata built in memory (tests, training)
+            metadata = ModelFolder.from_metadata(metadata, folder)
+        self.model_folder = metadata  # what model.json says: dataset, manifest, card facts
+        self.metadata = metadata.metadata
+        self.folder = Path(folder) if folder is not None else metadata.path
+        self.classes: list[str] = list(metadata.classes)
+        self.display_names: list[str] = list(metadata.display_names)
+        self.input_size = metadata.input_size
+        self.temperature = metadata.temperature
+        self.crop = metadata.crop  # "white-cell": look at the white cell of a smear
         # "dihedral": average logits over the 8 symmetries of the square (costs 8 forward passes).
-        self.tta = metadata.get("tta", "none")
-        if self.tta not in TTA_VIEWS:
-            raise ModelFolderError(f"Unknown test-time augmentation {self.tta!r} in model.json; "
-                                   f"expected one of {tuple(TTA_VIEWS)}.")
-        self.views = TTA_VIEWS[self.tta]  # forward passes per image
-        self.guard = load_guard(folder, metadata)  # None: no out-of-domain guard in the folder
+        self.tta = metadata.tta
+        self.views = metadata.views  # forward passes per image
+        self.guard = load_guard(self.folder, self.metadata)  # None: no out-of-domain guard
 
     @property
     def name(self) -> str:
-        return self.metadata.get("name", self.folder.name if self.folder else "model")
+        return self.model_folder.name
 
     @classmethod
     def load(cls, folder: str | Path) -> "Classifier":
         """Load a model folder, refusing one whose files are missing or do not match."""
         folder = Path(folder)
-        metadata = read_metadata(folder)
+        model_folder = ModelFolder.read(folder)
         runtime = OnnxModel.load(folder)
-        if runtime.num_classes != len(metadata["classes"]):
+        if runtime.num_classes != len(model_folder.classes):
             raise ModelFolderError(
                 f"{folder}: the model has {runtime.num_classes} outputs but model.json lists "
-                f"{len(metadata['classes'])} classes."
+                f"{len(model_folder.classes)} classes."
             )
-        if runtime.input_size != metadata["input_size"]:
+        if runtime.input_size != model_folder.input_size:
             raise ModelFolderError(f"{folder}: the model's input size differs from model.json.")
-        return cls(runtime, metadata, folder)
+        return cls(runtime, model_folder, folder)
 
     def view(self, source: ImageSource, perturb: Perturbation | None = None) -> Image.Image:
         """The RGB image this model looks at (cropped as in training): show it with heatmaps.

@@ -72,7 +72,7 @@ def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
     """(key, parts): a checksum of what determines the results (model, data, split, images)."""
     parts = {
         "version": CACHE_VERSION,
-        "model_sha256": classifier.metadata["model_sha256"],
+        "model_sha256": classifier.model_folder.model_sha256,
         "crop": classifier.crop,  # what part of each image the model sees
         "tta": classifier.tta,  # and in how many orientations
         "root": str(Path(source.root).resolve()),
