@@ -68,8 +68,9 @@ class SplitPredictions:
         return np.load(self.folder / FEATURES_FILE, mmap_mode="r")
 
 
-def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
-    """(key, parts): a checksum of what determines the results (model, data, split, images)."""
+def split_key(classifier, source: SplitSource) -> tuple[str, dict]:
+    """(key, parts): a checksum of what determines a split's results (model, data, split,
+    images), naming its cache folder; `parts` is kept in meta.json and checked on reading."""
     parts = {
         "version": CACHE_VERSION,
         "model_sha256": classifier.model_folder.model_sha256,
@@ -83,7 +84,7 @@ def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
 
 
 def cache_folder(cache_dir: Path, classifier, source: SplitSource) -> Path:
-    key, _ = cache_key(classifier, source)
+    key, _ = split_key(classifier, source)
     return Path(cache_dir) / "explorer" / key
 
 
@@ -95,7 +96,7 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        _, parts = cache_key(classifier, source)
+        _, parts = split_key(classifier, source)
         if meta.get("key_parts") != parts:  # belt and braces: never trust a key collision
             return None
         with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
@@ -140,7 +141,7 @@ def compute(cache_dir: Path, classifier, source: SplitSource,
     paths = [source.paths[i] for i in kept]
     labels = [source.labels[i] for i in kept]
     skipped = [p for i, p in enumerate(source.paths) if i not in kept_set]
-    _, parts = cache_key(classifier, source)
+    _, parts = split_key(classifier, source)
     meta = {"key_parts": parts, "classes": list(classifier.classes), "paths": paths,
             "labels": labels, "skipped": skipped,
             "explained_variance": [float(v) for v in feature_map.explained_variance],
