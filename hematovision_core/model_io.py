@@ -134,6 +134,16 @@ class ModelFolder:
     # "blood-cells/TRAIN"); None when unknown
     manifest_file: Path | None  # where its split manifest is declared to be (may be absent)
     init_from: str | None  # training.init_from: the model folder it started from, if any
+    # Model-card facts, as training, evaluation, cross-validation and recalibration recorded them:
+    architecture: str
+    preprocessing: str  # what is done to an image before the network sees it, in words
+    image_count: int  # images of the dataset it was trained and evaluated on (data.images)
+    split_counts: dict  # split -> class -> images at training time (data.counts)
+    metrics: dict  # "validation", "test", "cross_validation", "augmented_test" -> figures
+    training: dict  # the training settings
+    calibration: dict | None  # how the temperature was last refit, with its reliability table
+    guard: dict | None  # the out-of-domain guard's entry (file, checksum, score, threshold)
+    library_versions: dict  # library -> version it was trained and exported with
 
     @classmethod
     def from_metadata(cls, metadata: dict, path: str | Path | None = None) -> "ModelFolder":
@@ -144,6 +154,8 @@ class ModelFolder:
         """
         path = Path(path) if path is not None else None
         data = metadata.get("data") or {}
+        counts = data.get("counts") or {}
+        training = metadata.get("training") or {}
         classes = tuple(metadata["classes"])
         tta = metadata.get("tta", "none")
         if tta not in TTA_VIEWS:
@@ -159,7 +171,13 @@ class ModelFolder:
             model_sha256=metadata.get("model_sha256", ""),
             dataset=data.get("dataset"),
             manifest_file=path / (data.get("split_manifest") or MANIFEST_FILE) if path else None,
-            init_from=(metadata.get("training") or {}).get("init_from"))
+            init_from=training.get("init_from"),
+            architecture=metadata.get("architecture", "MobileNetV2"),
+            preprocessing=metadata.get("preprocessing", ""),
+            image_count=int(data.get("images", sum(sum(c.values()) for c in counts.values()))),
+            split_counts=counts, metrics=metadata.get("metrics") or {}, training=training,
+            calibration=metadata.get("calibration") or None, guard=metadata.get("ood") or None,
+            library_versions=metadata.get("library_versions") or {})
 
     @classmethod
     def read(cls, folder: str | Path) -> "ModelFolder":
@@ -187,52 +205,6 @@ class ModelFolder:
     def manifest(self) -> Path | None:
         """The model's split manifest on this machine, or None where there is none."""
         return self.manifest_file if self.manifest_file and self.manifest_file.is_file() else None
-
-    # Model-card facts: figures recorded by training, evaluation and cross-validation.
-
-    @property
-    def metrics(self) -> dict:
-        """metrics.<split> -> figures ("validation", "test", "cross_validation", ...)."""
-        return self.metadata.get("metrics") or {}
-
-    @property
-    def split_counts(self) -> dict[str, dict[str, int]]:
-        """Images per split and class at training time (data.counts)."""
-        return (self.metadata.get("data") or {}).get("counts") or {}
-
-    @property
-    def library_versions(self) -> dict[str, str]:
-        return self.metadata.get("library_versions") or {}
-
-    @property
-    def guard(self) -> dict | None:
-        """model.json's out-of-domain entry (file, checksum, score, threshold, how it was fit)."""
-        return self.metadata.get("ood") or None
-
-    @property
-    def training(self) -> dict:
-        """The training settings recorded in model.json."""
-        return self.metadata.get("training") or {}
-
-    @property
-    def calibration(self) -> dict | None:
-        """How the temperature was last refit (recalibrate.py), with its reliability table."""
-        return self.metadata.get("calibration") or None
-
-    @property
-    def architecture(self) -> str:
-        return self.metadata.get("architecture", "MobileNetV2")
-
-    @property
-    def preprocessing(self) -> str:
-        """What is done to an image before the network sees it, in words."""
-        return self.metadata.get("preprocessing", "")
-
-    @property
-    def image_count(self) -> int:
-        """Images of the dataset the model was trained and evaluated on (data.images)."""
-        data = self.metadata.get("data") or {}
-        return int(data.get("images", sum(sum(c.values()) for c in self.split_counts.values())))
 
 
 # resolved folder -> (version of its files, ModelFolder)
