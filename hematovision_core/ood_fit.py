@@ -71,14 +71,14 @@ def copies_outputs(classifier, paths, copies: int, seed: int = 0):
     from hematovision_core.preprocessing import load_image
 
     rng = np.random.default_rng(seed)
-    inputs, sources = [], []
+    fields, sources = [], []  # uint8 (h, w, 3) copies, then the one inference path
     for number, path in enumerate(paths):
         pixels = np.asarray(load_image(path))
         for _ in range(copies):
-            inputs.append(classifier.prepare(random_field_transform(pixels, rng)))
+            fields.append(random_field_transform(pixels, rng))
             sources.append(number)
-    output = classifier.forward(np.stack(inputs))
-    return output.logits, output.pooled, np.array(sources)
+    inference = classifier.infer(fields, features=True, skip_unreadable=False)
+    return inference.logits, inference.pooled, np.array(sources)
 
 
 def fit_model_guard(classifier, data_root: Path, cache_dir: Path, outside: Path | None = None,
