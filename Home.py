@@ -9,13 +9,12 @@ import streamlit as st
 
 from app_support import disclaimer, get_settings, model_sidebar
 from hematovision_core import charts, model_card
-from hematovision_core.model_io import dataset_name
 
 st.set_page_config(page_title="HematoVision", page_icon=":material/bloodtype:", layout="wide")
 
 settings = get_settings()
 classifier = model_sidebar(settings)
-metadata = classifier.metadata
+model = classifier.model_folder  # what model.json says, read once per version of the folder
 
 st.title(":material/bloodtype: HematoVision")
 disclaimer()
@@ -51,25 +50,25 @@ guide[4].markdown(
     "feature space before and after fine-tuning, and look inside the network.")
 st.caption("Pick the model in the sidebar; every page uses the one chosen there.")
 
-st.header(f"Model card: {metadata.get('name', classifier.name)}")
-sizes = model_card.split_sizes(metadata)
-dataset = dataset_name(metadata) or "unknown"
+st.header(f"Model card: {model.name}")
+sizes = model_card.split_sizes(model)
+dataset = model.dataset or "unknown"
 facts = st.columns(4)
 facts[0].metric("Classes", len(classifier.classes))
 facts[1].metric("Training images", f"{sizes.get('train', 0):,}")
 facts[2].metric("Validation / test images", f"{sizes.get('val', 0):,} / {sizes.get('test', 0):,}")
 facts[3].metric("Input size", f"{classifier.input_size} px")
-training = metadata.get("training") or {}
+training = model.training
 st.markdown(
-    f"- **Architecture:** {metadata.get('architecture', 'MobileNetV2')}\n"
+    f"- **Architecture:** {model.architecture}\n"
     f"- **Training data:** `{dataset}` in the data folder, "
-    f"{(metadata.get('data') or {}).get('images', sum(sizes.values())):,} images split "
+    f"{model.image_count:,} images split "
     f"{', '.join(f'{k} {v:,}' for k, v in sizes.items())} "
     "(by image checksum, no duplicates across splits)\n"
     f"- **Classes:** {', '.join(classifier.display_names)}\n"
-    f"- **Preprocessing:** {metadata.get('preprocessing', '')}"
-    + (f"; then a square crop around the white cell (`{metadata['crop']}`)"
-       if metadata.get("crop", "none") != "none" else "")
+    f"- **Preprocessing:** {model.preprocessing}"
+    + (f"; then a square crop around the white cell (`{model.crop}`)"
+       if model.crop != "none" else "")
     + ("; predictions average the 8 flips and 90-degree rotations of the image (test-time "
        "augmentation), heatmaps explain it as shown" if classifier.tta != "none" else "") + "\n"
     f"- **Calibration:** temperature scaling on the validation split (T = "
@@ -77,10 +76,10 @@ st.markdown(
     + (f"- **Training:** {training.get('head_epochs', '?')} head epochs, then fine-tuning from "
        f"`{training.get('fine_tune_from', '?')}` for up to {training.get('epochs', '?')} epochs "
        f"({training.get('minutes', '?')} min)\n" if training else "")
-    + f"- **Version:** {model_card.version_line(metadata)}"
+    + f"- **Version:** {model_card.version_line(model)}"
 )
 
-headline = model_card.headline_metrics(metadata)
+headline = model_card.headline_metrics(model)
 if headline.empty:
     st.info("This model folder records no evaluation figures yet.")
 else:
@@ -88,25 +87,25 @@ else:
     st.dataframe(model_card.as_text(headline, percent=(
         "accuracy", "macro-F1", "balanced accuracy", "top-2 accuracy"),
         decimals={"calibration error (ECE)": 3}), hide_index=True, width="stretch")
-    note = (metadata.get("metrics") or {}).get("note")
+    note = model.metrics.get("note")
     st.caption((f"{note[0].upper()}{note[1:]}. " if isinstance(note, str) and note else "")
                + "The internal test split comes from the same source as the training images; "
                "expect lower figures on images from other labs, stains and microscopes.")
-    split = "test" if (metadata.get("metrics") or {}).get("test") else "validation"
+    split = "test" if model.metrics.get("test") else "validation"
     table_column, matrix_column = st.columns([1, 1.2])
     with table_column:
         st.markdown(f"**Per class ({'internal test' if split == 'test' else split} split)**")
-        st.dataframe(model_card.as_text(model_card.per_class_table(metadata, split),
+        st.dataframe(model_card.as_text(model_card.per_class_table(model, split),
                                         percent=("precision", "recall", "F1")),
                      hide_index=True, width="stretch")
-    matrix = model_card.confusion(metadata, split)
+    matrix = model_card.confusion(model, split)
     if matrix:
         with matrix_column:
             st.plotly_chart(charts.confusion_matrix_heatmap(
                 matrix, classifier.display_names, f"Confusion matrix ({split})"),
                 key="confusion_matrix", config=charts.CHART_CONFIG)
 
-calibration = metadata.get("calibration")
+calibration = model.calibration
 if calibration and calibration.get("reliability"):
     chart_column, text_column = st.columns([1.2, 1])
     chart_column.plotly_chart(charts.reliability_diagram(
@@ -119,7 +118,7 @@ if calibration and calibration.get("reliability"):
         f"Cross-validated calibration error (ECE): {calibration['cross_validated_ece']:.3f}. "
         "They hold for images like the training images only."
         + (f"\n\n{calibration['note']}" if calibration.get("note") else ""))
-guard = metadata.get("ood")
+guard = model.guard
 if guard:
     rates = guard.get("flag_rates") or {}
     st.markdown(

@@ -16,7 +16,7 @@ import app_cache
 from hematovision_core import DISCLAIMER, explain_pool
 from hematovision_core.config import Settings
 from hematovision_core.heatmap import Heatmap, layer_name, needs_gradients
-from hematovision_core.model_io import METADATA_FILE, MODEL_FILE, RUNTIME_FILE, read_metadata
+from hematovision_core.model_io import METADATA_FILE, MODEL_FILE, RUNTIME_FILE, ModelFolder
 
 DEFAULT_MODEL = "pbc-8class"
 LOGO = Path(__file__).resolve().parent / "assets" / "logo.svg"
@@ -54,7 +54,7 @@ def warm_up_server(settings: Settings) -> list[str]:
 
 def model_key(classifier) -> str:
     """A cache key naming a loaded model: folder and model-file checksum."""
-    return f"{classifier.folder}:{classifier.metadata.get('model_sha256', '')}"
+    return f"{classifier.folder}:{classifier.model_folder.model_sha256}"
 
 
 CLASSIFIED = "classified_batch"  # session state: (request, results) of this session's last batch
@@ -132,11 +132,11 @@ def wait_for(future: Future, what: str) -> Heatmap:
 
 def model_files_stamp(classifier) -> tuple:
     """What identifies a loaded model's version and its split manifest."""
-    folder = Path(classifier.folder) if classifier.folder else None
-    if folder is None:
-        return (classifier.metadata.get("model_sha256"),)
-    manifest = (classifier.metadata.get("data") or {}).get("split_manifest") or "split.csv"
-    return app_cache.stamp([folder / METADATA_FILE, folder / MODEL_FILE, folder / manifest])
+    model = classifier.model_folder
+    if classifier.folder is None:
+        return (model.model_sha256,)
+    folder = Path(classifier.folder)
+    return app_cache.stamp([folder / METADATA_FILE, folder / MODEL_FILE, model.manifest_file])
 
 
 def list_datasets(data_dir: Path) -> list[str]:
@@ -178,7 +178,7 @@ def domain_flags(classifier, predictions):
 
     if classifier.guard is None or predictions is None:
         return None
-    key = (str(predictions.folder), (classifier.metadata.get("ood") or {}).get("sha256"),
+    key = (str(predictions.folder), (classifier.model_folder.guard or {}).get("sha256"),
            classifier.guard.threshold)
     scores = app_cache.once("domain_scores", key,
                             lambda: explorer.domain_scores(predictions, classifier.guard))
@@ -211,22 +211,21 @@ def quiz_sources(classifier, data_dir: Path) -> list[str]:
     datasets = list_datasets(data_dir)
     key = (model_files_stamp(classifier), tuple(datasets), str(data_dir))
     return app_cache.once("quiz_sources", key, lambda: unseen_datasets(
-        classifier.folder, classifier.metadata, datasets, data_dir))
+        classifier.model_folder, datasets, data_dir))
 
 
 def quiz_pool(classifier, data_dir: Path, source: str) -> list:
     """The quiz candidates of a source ("" for the model's own split, else a dataset folder),
     built once per model manifest and version of the image folders."""
-    from hematovision_core.model_io import dataset_name
     from hematovision_core.quiz_pool import DEFAULT_DATASET, folder_pool, manifest_pool
 
-    root = Path(data_dir) / (source or dataset_name(classifier.metadata) or DEFAULT_DATASET)
+    root = Path(data_dir) / (source or classifier.model_folder.dataset or DEFAULT_DATASET)
     key = (model_files_stamp(classifier), str(data_dir), source, app_cache.folder_stamp(root))
     if source:
         return app_cache.once("quiz_pool", key, lambda: folder_pool(root, data_dir,
                                                                     classifier.classes))
-    return app_cache.once("quiz_pool", key, lambda: manifest_pool(
-        classifier.folder, classifier.metadata, data_dir))
+    return app_cache.once("quiz_pool", key, lambda: manifest_pool(classifier.model_folder,
+                                                                  data_dir))
 
 
 QUIZ_VIEWS_KEPT = 256  # (answer, overlay) pairs of about 20 kB: a lecture's worth of images
@@ -242,11 +241,11 @@ def quiz_feedback(classifier, candidate):
     """
     from dataclasses import replace
 
-    from hematovision_core.quiz_pool import model_view
+    from hematovision_core.quiz_pool import answer_with_heatmap
     from hematovision_core.thumbnails import jpeg_bytes
 
     def compute():
-        view = model_view(classifier, candidate)
+        view = answer_with_heatmap(classifier, candidate)
         return view.candidate, jpeg_bytes(view.overlay)
 
     key = (model_key(classifier), app_cache.stamp([candidate.path]))
@@ -257,12 +256,14 @@ def quiz_feedback(classifier, candidate):
                    second=judged.second, second_probability=judged.second_probability), overlay
 
 
-@st.cache_data(show_spinner=False)
-def example_pool(model_folder: str, data_dir: str, metadata: dict) -> list[tuple[str, str]]:
-    """(path, true label) of the images a random example is drawn from (the test split if known)."""
+def example_pool(classifier, data_dir: Path) -> list[tuple[str, str]]:
+    """(path, true label) of the images a random example is drawn from (the test split if
+    known), listed once per model manifest and data folder."""
     from hematovision_core.batch import example_records
 
-    return [(str(r.path), r.label) for r in example_records(model_folder, data_dir, metadata)]
+    key = (model_files_stamp(classifier), str(data_dir))
+    return app_cache.once("example_pool", key, lambda: [
+        (str(r.path), r.label) for r in example_records(classifier.model_folder, data_dir)])
 
 
 def show_image(container, path: Path, **image_options) -> None:
@@ -284,15 +285,15 @@ def plain(text: str) -> str:
     return markdown_literal(text)
 
 
-def model_choices(models_dir: str | Path) -> dict[str, dict]:
-    """name -> metadata of every valid model folder, read once per version of their files."""
+def model_choices(models_dir: str | Path) -> dict[str, ModelFolder]:
+    """name -> record of every valid model folder, read once per version of their files."""
     from hematovision_core.model_io import list_model_folders
 
     root = Path(models_dir)
     folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     files = [root] + [folder / name for folder in folders for name in MODEL_FILES]
     return app_cache.once("model_choices", app_cache.stamp(files), lambda: {
-        folder.name: read_metadata(folder) for folder in list_model_folders(root)})
+        folder.name: ModelFolder.read(folder) for folder in list_model_folders(root)})
 
 
 def disclaimer() -> None:
@@ -340,9 +341,9 @@ def model_sidebar(settings: Settings | None = None):
     with st.sidebar:
         name = st.selectbox("Model", names, key=MODEL_WIDGET, on_change=remember_model_choice)
         st.session_state[CHOSEN_MODEL] = name
-        metadata = choices[name]
-        st.caption("Classes: " + ", ".join(metadata["display_names"]))
-        metrics = metadata.get("metrics") or {}
+        model = choices[name]
+        st.caption("Classes: " + ", ".join(model.display_names))
+        metrics = model.metrics
         validation, test = metrics.get("validation") or {}, metrics.get("test") or {}
         # Cross-validation scores every development image, where a small validation split
         # (blood-cells: 28 smears) would show the luck of its draw: prefer it where it exists.
@@ -364,12 +365,17 @@ def model_sidebar(settings: Settings | None = None):
 
 
 def data_missing_message(settings: Settings | None = None, dataset: str = "pbc") -> None:
-    """Explain where data is looked for and how to get it."""
+    """Explain where data is looked for and how to get it; `dataset` is the folder inside the
+    data folder that was looked for ("pbc", "blood-cells/TRAIN")."""
+    from hematovision_core.download import download_command
+
     settings = settings or get_settings()
+    command = download_command(dataset)
+    download = (f"Download a public dataset on a connected machine with\n\n`{command}`\n\nor "
+                if command else f"Put images in `{dataset}` there, or ")
     st.warning(
-        f"No images found in the data folder `{settings.data_dir}`. Download a public dataset "
-        f"on a connected machine with\n\n`python -m hematovision_core.data download {dataset}`\n\n"
-        "or point `HEMATOVISION_DATA` at an existing folder of `<class>/<image>` files."
+        f"No images found in the data folder `{settings.data_dir}`. {download}"
+        "point `HEMATOVISION_DATA` at an existing folder of `<class>/<image>` files."
     )
 
 

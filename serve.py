@@ -45,11 +45,16 @@ def start_memory_janitor(interval_s: float = JANITOR_SECONDS) -> None:
     """
     libc_name = ctypes.util.find_library("c")
     malloc_trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None) if libc_name else None
+    # pandas keeps strings in Arrow arrays, and Arrow allocates from its own pool (mimalloc),
+    # which keeps what the explorer's and Classify's tables freed: 135 MiB after 20 explorer
+    # and 50 Classify sessions had closed, until asked to give it back.
+    import pyarrow
 
     def tidy() -> None:
         while True:
             time.sleep(interval_s)
             gc.collect()
+            pyarrow.default_memory_pool().release_unused()
             if malloc_trim is not None:  # glibc only
                 malloc_trim(0)
 

@@ -27,10 +27,16 @@ DEFAULT_MODEL = "pbc-8class"
 TARGETS = {"heatmap_cost_ratio": 1.2, "classify_first_render_s": 10}
 
 
-def _model_folder(models_dir: Path) -> Path:
+def _model_folder(models_dir: Path, model_name: str | None = None) -> Path:
+    """The model folder named, else pbc-8class, else the first valid one."""
     from hematovision_core.model_io import list_model_folders
 
     folders = list_model_folders(models_dir)
+    if model_name is not None:
+        named = [folder for folder in folders if folder.name == model_name]
+        if not named:
+            raise ValueError(f"No valid model folder {model_name!r} in {models_dir}")
+        return named[0]
     if not folders:
         raise ValueError(f"No valid model folder in {models_dir}")
     return next((f for f in folders if f.name == DEFAULT_MODEL), folders[0])
@@ -104,13 +110,14 @@ def time_classify_page(models_dir: Path, model_name: str, image: Path) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def run_app_benchmarks(models_dir, data_dir=None) -> dict:
-    """All dashboard figures as a dict (also printed), with the targets they are held to."""
+def run_app_benchmarks(models_dir, data_dir=None, model_name: str | None = None) -> dict:
+    """All dashboard figures as a dict (also printed), with the targets they are held to, for
+    the model folder `model_name` (default: pbc-8class, else the first valid one)."""
     models_dir = Path(models_dir)
     data_dir = Path(data_dir) if data_dir else Settings.from_env().data_dir
     if not data_dir.is_dir() and (REPO_ROOT.parent / "shared" / "data").is_dir():
         data_dir = REPO_ROOT.parent / "shared" / "data"
-    folder = _model_folder(models_dir)
+    folder = _model_folder(models_dir, model_name)
     image = _sample_image(data_dir)
     results = {"model": folder.name, "image": image.name, "cpu_count": os.cpu_count(),
                **time_classify_and_heatmap(folder, image),

@@ -107,11 +107,12 @@ def main(argv=None) -> int:
     if args.app:
         from benchmarks.app import run_app_benchmarks
 
-        results["app"] = run_app_benchmarks(args.model.parent)
+        results["app"] = run_app_benchmarks(args.model.parent, model_name=args.model.name)
     if args.explorer:
         from benchmarks.explorer import run_explorer_benchmarks
 
-        results["explorer"] = run_explorer_benchmarks(args.model.parent, settings.data_dir)
+        results["explorer"] = run_explorer_benchmarks(args.model.parent, settings.data_dir,
+                                                      model_name=args.model.name)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -35,17 +35,22 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def pick_model(models_dir: Path) -> Path:
-    """pbc-8class if present, else the first valid model folder trained on the PBC folder."""
-    from hematovision_core.explorer import model_dataset
-    from hematovision_core.model_io import list_model_folders, read_metadata
+def pick_model(models_dir: Path, model_name: str | None = None) -> Path:
+    """The model named (`--model`), else pbc-8class if present, else the first valid model
+    folder trained on the PBC folder."""
+    from hematovision_core.model_io import ModelFolder, list_model_folders
 
     folders = list_model_folders(models_dir)
+    if model_name is not None:
+        named = [folder for folder in folders if folder.name == model_name]
+        if not named:
+            raise ValueError(f"No valid model folder {model_name!r} in {models_dir}")
+        return named[0]
     for folder in folders:
         if folder.name == PREFERRED_MODEL:
             return folder
     for folder in folders:
-        if model_dataset(read_metadata(folder)) == DATASET:
+        if ModelFolder.read(folder).dataset == DATASET:
             return folder
     raise ValueError(f"No model trained on the {DATASET} folder in {models_dir}")
 
@@ -91,9 +96,10 @@ def time_tabs(app, label: str = "") -> dict:
     return timings
 
 
-def time_page_runs(models_dir: Path, data_dir: Path, var_dir: Path) -> dict:
-    """AppTest runs of the explorer page: the first (it loads the model), then every tab from
-    cache."""
+def time_page_runs(models_dir: Path, data_dir: Path, var_dir: Path,
+                   model_name: str | None = None) -> dict:
+    """AppTest runs of the explorer page (with `model_name` chosen in the sidebar, when given):
+    the first (it loads the model), then every tab from cache."""
     from streamlit.testing.v1 import AppTest
 
     timings = {}
@@ -101,6 +107,8 @@ def time_page_runs(models_dir: Path, data_dir: Path, var_dir: Path) -> dict:
                      HEMATOVISION_VAR=str(var_dir)):
         app = AppTest.from_file(str(PAGE), default_timeout=600)
         app.session_state["explorer_split"] = "all"
+        if model_name:
+            app.session_state["chosen_model"] = model_name  # app_support.CHOSEN_MODEL
         started = time.perf_counter()
         app.run()
         timings["first_run_s"] = round(time.perf_counter() - started, 2)
@@ -110,15 +118,17 @@ def time_page_runs(models_dir: Path, data_dir: Path, var_dir: Path) -> dict:
     return timings
 
 
-def run_explorer_benchmarks(models_dir, data_dir, limit: int | None = None) -> dict:
+def run_explorer_benchmarks(models_dir, data_dir, limit: int | None = None,
+                            model_name: str | None = None) -> dict:
     """Time the first computation of predictions and features on the PBC folder, the explorer's
-    page runs from cache, and the process's peak memory; print and return the figures."""
+    page runs from cache, and the process's peak memory; print and return the figures.
+    `model_name`: the model folder to time (default: `pick_model`'s choice)."""
     from hematovision_core.explorer import ALL, split_source
     from hematovision_core.predict import Classifier
     from hematovision_core.split_predictions import compute
 
     models_dir, data_dir = Path(models_dir), Path(data_dir)
-    folder = pick_model(models_dir)
+    folder = pick_model(models_dir, model_name)
     classifier = Classifier.load(folder)
     results: dict = {"model": folder.name, "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="explorer-bench-") as scratch:
@@ -139,7 +149,7 @@ def run_explorer_benchmarks(models_dir, data_dir, limit: int | None = None) -> d
         results["images_per_cpu_s"] = round(len(predictions.paths) / cpu_used, 1)
         results["load_average_1min"] = round(os.getloadavg()[0], 2)
         results["peak_rss_mb_after_compute"] = round(peak_rss_mb())
-        results.update(time_page_runs(models_dir, data_dir, scratch / "var"))
+        results.update(time_page_runs(models_dir, data_dir, scratch / "var", folder.name))
     results["peak_rss_mb"] = round(peak_rss_mb())
     print(f"explorer: first predictions + features, {results['images']} PBC images "
           f"({results['subset']}, model {results['model']}, {results['cpu_count']} CPUs): "
@@ -163,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=settings.models_dir)
+    parser.add_argument("--model", help="name of the model folder to time (default pbc-8class)")
     parser.add_argument("--data", type=Path, default=settings.data_dir)
     parser.add_argument("--limit", type=int, default=None,
                         help="time this many images instead of the whole PBC folder")
     args = parser.parse_args(argv)
-    run_explorer_benchmarks(args.models, args.data, args.limit)
+    run_explorer_benchmarks(args.models, args.data, args.limit, args.model)
     return 0
 
 

@@ -18,9 +18,9 @@ from PIL import Image
 from hematovision_core.csv_safety import to_csv
 from hematovision_core.data import IMAGE_EXTENSIONS, ImageRecord, discover, read_manifest
 from hematovision_core.predict import Prediction
-from hematovision_core.model_io import dataset_name
+from hematovision_core.model_io import ModelFolder
 from hematovision_core.ood import NOTICE
-from hematovision_core.preprocessing import ImageError, to_model_input
+from hematovision_core.preprocessing import scale_pixels
 
 UNCERTAIN_BELOW = 0.60  # top calibrated probability under this: the model is unsure
 UNCERTAIN_MARGIN = 0.15  # or the top two within this of each other: a coin toss between them
@@ -52,8 +52,8 @@ class ImageFailure:
     message: str  # user-facing, from the ImageError
 
 
-def file_digest(data: bytes) -> str:
-    """sha1 hex digest of a file's bytes."""
+def bytes_digest(data: bytes) -> str:
+    """sha1 hex digest of a file's bytes (uploads: never a path; see `data.file_digest`)."""
     return hashlib.sha1(data).hexdigest()
 
 
@@ -104,26 +104,23 @@ def classify_files(classifier, files: Sequence[tuple[str, bytes]],
     true_labels = list(true_labels) if true_labels is not None else [None] * len(files)
     if len(true_labels) != len(files):
         raise ValueError("true_labels must have one entry per file")
-    good, failures = [], []
-    for (name, data), true_label in zip(files, true_labels):
-        try:
-            # RGB, EXIF applied, cropped as in training (smear models look at the white cell)
-            image = classifier.view(bytes(data))
-            pixels = to_model_input(image, classifier.input_size)
-        except ImageError as error:
-            failures.append(ImageFailure(name, str(error)))
-            continue
-        good.append((name, file_digest(data), _display_copy(image), pixels, true_label))
-    if not good:
-        return [], failures
-    forward = classifier.forward(np.stack([item[3] for item in good]))
-    predictions = classifier.predictions(forward)  # calibrated, with the out-of-domain verdict
-    results = [
-        ImageResult(name, digest, image_rgb, pixels, prediction,
-                    uncertainty(prediction, classifier.display_names), true_label, class_maps)
-        for (name, digest, image_rgb, pixels, true_label), prediction, class_maps
-        in zip(good, predictions, forward.class_maps)
-    ]
+    if not files:
+        return [], []
+    # RGB, EXIF applied, cropped as in training (smear models look at the white cell), with the
+    # class maps of the same forward pass and the out-of-domain scores.
+    inference = classifier.infer([bytes(data) for _, data in files], inputs=True)
+    failures = [ImageFailure(files[index][0], reason) for index, reason in inference.skipped]
+    predictions = classifier.predictions_from_probabilities(inference.probabilities,
+                                                            inference.ood_scores)
+    results = []
+    for row, index in enumerate(inference.kept):
+        name, data = files[index]
+        prediction = predictions[row]
+        results.append(ImageResult(
+            name, bytes_digest(data), _display_copy(inference.views[row]),
+            scale_pixels(inference.inputs[row]), prediction,
+            uncertainty(prediction, classifier.display_names), true_labels[index],
+            inference.class_maps[row]))
     return results, failures
 
 
@@ -166,26 +163,23 @@ def differential(results: Sequence[ImageResult], display_names: Sequence[str]) -
     return {name: float(count) / total for name, count in zip(display_names, counts)}
 
 
-def dataset_folder(data_dir: str | Path, metadata: dict) -> Path:
-    """Where the model's dataset lives on this machine: <data_dir>/<metadata data.dataset>."""
-    return Path(data_dir) / (dataset_name(metadata) or "pbc")
+def dataset_folder(data_dir: str | Path, model: ModelFolder) -> Path:
+    """Where the model's dataset lives on this machine: <data_dir>/<model.json's data.dataset>."""
+    return Path(data_dir) / (model.dataset or "pbc")
 
 
-def example_records(model_folder: str | Path | None, data_dir: str | Path,
-                    metadata: dict) -> list[ImageRecord]:
+def example_records(model: ModelFolder, data_dir: str | Path) -> list[ImageRecord]:
     """Labelled images to draw examples from: the model's test split when its manifest is here
     (images it never trained on), else every image found in the dataset folder."""
-    root = dataset_folder(data_dir, metadata)
+    root = dataset_folder(data_dir, model)
     if not root.is_dir():
         return []
-    manifest_name = (metadata.get("data") or {}).get("split_manifest")
-    manifest = Path(model_folder) / manifest_name if model_folder and manifest_name else None
-    if manifest is not None and manifest.is_file():
-        test = [r for r in read_manifest(manifest, root) if r.split == "test"]
+    if model.manifest is not None:
+        test = [r for r in read_manifest(model.manifest, root) if r.split == "test"]
         present = [r for r in test if r.path.is_file()]
         if present:
             return present
-    classes = set(metadata.get("classes") or [])
+    classes = set(model.classes)
     return [r for r in discover(root, verify=False).records
             if r.path.suffix.lower() in IMAGE_EXTENSIONS and (not classes or r.label in classes)]
 

@@ -154,6 +154,8 @@ def discover(root: str | Path, verify: bool = True) -> Dataset:
 
 
 def file_digest(path: Path) -> str:
+    """sha1 hex digest of a file on disk: byte-identical images share a split (uploads, which
+    are bytes, use `batch.bytes_digest`)."""
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
@@ -247,11 +249,13 @@ def class_counts(records) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hematovision_core import download as downloads
+
     parser = argparse.ArgumentParser(prog="python -m hematovision_core.data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     download = commands.add_parser("download", help="download a public dataset as class folders")
-    download.add_argument("dataset", choices=["pbc", "blood-cells"])
+    download.add_argument("dataset", choices=downloads.DATASETS)
     download.add_argument("--out", type=Path, help="target folder (default data/<dataset>)")
     summary = commands.add_parser("summary", help="count the images of a dataset folder")
     summary.add_argument("--data", type=Path, required=True)
@@ -266,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{split or 'all'}: {len(subset)} images {class_counts(subset)}")
         return 0
 
-    from hematovision_core import download as downloads
     from hematovision_core.config import Settings
 
     out = args.out or Settings.from_env().data_dir / args.dataset

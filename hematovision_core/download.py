@@ -25,6 +25,16 @@ BLOODMNIST_CLASSES = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyt
                       "neutrophil", "platelet")
 MEDMNIST_SPLITS = {"train": "train", "val": "val", "test": "test"}
 KAGGLE_BLOOD_CELLS = "paultimothymooney/blood-cells"
+# What `python -m hematovision_core.data download` accepts: each is a top-level folder of the
+# data folder (blood-cells holds TRAIN, TEST and TEST_SIMPLE).
+DATASETS = ("pbc", "blood-cells")
+
+
+def download_command(dataset: str) -> str | None:
+    """The command that downloads the data folder `dataset` ("pbc", "blood-cells/TRAIN"), or
+    None for a folder no command downloads (a lab's own images)."""
+    top = Path(dataset).parts[0] if Path(dataset).parts else ""
+    return f"python -m hematovision_core.data download {top}" if top in DATASETS else None
 
 
 class DownloadError(RuntimeError):

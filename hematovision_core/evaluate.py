@@ -21,6 +21,7 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core.metrics import summarize
+from hematovision_core.model_io import ModelFolder
 
 log = logging.getLogger("hematovision.evaluate")
 
@@ -36,8 +37,8 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
         if not records:
             raise ValueError(f"{data_dir} has no '{split}' split folder with images.")
         return records, f"split folder '{split}'"
-    manifest = model_folder / datasets.MANIFEST_NAME
-    if not manifest.exists():
+    manifest = ModelFolder.read(model_folder).manifest
+    if manifest is None:
         raise ValueError(f"{data_dir} has no split folders and {model_folder} has no split.csv.")
     records = [r for r in datasets.records_on_disk(manifest, dataset) if r.split == wanted]
     if not records:
@@ -48,7 +49,7 @@ def select_records(model_folder: Path, data_dir: Path, split: str | None):
 
 def record_outputs(classifier, records, batch_size: int = 32, progress=None, perturb=None):
     """Calibrated probabilities and out-of-domain scores for image records (anything with a
-    `.path`), preprocessed batch by batch; `progress(done, total)` is called after each batch.
+    `.path`), through `Classifier.infer`; `progress(done, total)` is called after each batch.
     `perturb`, if given, changes each decoded image (uint8 RGB array -> array) before the
     model's crop and resize, as a lab's camera or stain would (perturb.py).
 
@@ -57,31 +58,12 @@ def record_outputs(classifier, records, batch_size: int = 32, progress=None, per
         (len(those),) or None for a model without a guard, one message per unreadable or
         vanished file).
     """
-    from hematovision_core.calibration import apply_temperature
-    from hematovision_core.preprocessing import ImageError, load_image
-
-    guarded = getattr(classifier, "guard", None) is not None
-    kept, chunks, scores, unreadable = [], [], [], []
-    for start in range(0, len(records), batch_size):
-        arrays = []
-        for record in records[start:start + batch_size]:
-            try:
-                source = record.path if perturb is None \
-                    else perturb(np.asarray(load_image(record.path)))
-                arrays.append(classifier.prepare(source))
-                kept.append(record)
-            except (ImageError, OSError) as error:
-                unreadable.append(f"{Path(record.path).name}: {error}")
-        if arrays:
-            output = classifier.forward(np.stack(arrays))
-            chunks.append(apply_temperature(output.logits, classifier.temperature))
-            if guarded:
-                scores.append(classifier.ood_scores(output))
-        if progress:
-            progress(min(start + batch_size, len(records)), len(records))
-    empty = np.zeros((0, len(classifier.classes)), np.float32)
-    return (kept, (np.concatenate(chunks) if chunks else empty),
-            (np.concatenate(scores) if scores else np.zeros(0)) if guarded else None, unreadable)
+    inference = classifier.infer([record.path for record in records], perturb=perturb,
+                                 batch_size=batch_size, progress=progress)
+    kept = [records[index] for index in inference.kept]
+    unreadable = [f"{Path(records[index].path).name}: {reason}"
+                  for index, reason in inference.skipped]
+    return kept, inference.probabilities, inference.ood_scores, unreadable
 
 
 def record_probabilities(classifier, records, batch_size: int = 32, progress=None):

@@ -133,9 +133,9 @@ def _start_worker(model_folders: tuple[str, ...]) -> None:
 
 def _model(folder: str):
     from hematovision_core.keras_model import KerasClassifier
-    from hematovision_core.model_io import read_metadata
+    from hematovision_core.model_io import ModelFolder
 
-    key = (folder, read_metadata(folder)["model_sha256"])  # a retrained model is loaded afresh
+    key = (folder, ModelFolder.read(folder).model_sha256)  # a retrained model is loaded afresh
     if key not in _models:
         _models[key] = KerasClassifier.load(folder)
     return _models[key]

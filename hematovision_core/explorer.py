@@ -19,10 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from hematovision_core import model_io
 from hematovision_core.data import (IMAGE_EXTENSIONS, class_folders, normalize_class,
                                     normalize_split)
-from hematovision_core.model_io import dataset_name as model_dataset  # noqa: F401 (for pages)
 from hematovision_core.split_predictions import SplitPredictions, SplitSource
 
 ALL = "all"  # the split name for every image of a folder
@@ -86,21 +84,17 @@ def list_datasets(data_dir: Path) -> list[str]:
     return found
 
 
-def manifest_path(classifier) -> Path | None:
-    """The model's split manifest, if its folder has one."""
-    return model_io.manifest_path(classifier.folder, classifier.metadata)
-
-
 def is_models_own(classifier, dataset: str) -> bool:
     """True when `dataset` is the folder the model was trained on and its manifest is at hand."""
-    return model_dataset(classifier.metadata) == dataset and manifest_path(classifier) is not None
+    model = classifier.model_folder
+    return model.dataset == dataset and model.manifest is not None
 
 
 def split_options(classifier, dataset: str) -> list[str]:
     """Splits to offer: the manifest's (test first) for the model's own data, then "all"."""
     if not is_models_own(classifier, dataset):
         return [ALL]
-    present = {row[2] for row in _read_manifest_rows(manifest_path(classifier))}
+    present = {row[2] for row in _read_manifest_rows(classifier.model_folder.manifest)}
     return [split for split in SPLIT_ORDER if split in present] + [ALL]
 
 
@@ -166,7 +160,7 @@ def split_source(data_dir: Path, classifier, dataset: str, split: str) -> SplitS
         return SplitSource(root, ALL, tuple(paths), tuple(labels), fingerprint)
     if split not in split_options(classifier, dataset):
         raise ValueError(f"Split {split!r} is not offered for {dataset}")
-    manifest = manifest_path(classifier)
+    manifest = classifier.model_folder.manifest
     rows = [row for row in _read_manifest_rows(manifest) if row[2] == split]
     fingerprint = hashlib.sha256(manifest.read_bytes()).hexdigest()
     return SplitSource(root, split, tuple(r[0] for r in rows), tuple(r[1] for r in rows),
@@ -178,7 +172,7 @@ def class_distribution(classifier, data_dir: Path, dataset: str,
     """Images per class (rows) and split (columns): every manifest split for the model's own
     data, else the one split shown."""
     if source.split != ALL and is_models_own(classifier, dataset):
-        rows = _read_manifest_rows(manifest_path(classifier))
+        rows = _read_manifest_rows(classifier.model_folder.manifest)
         counts = Counter((label, split) for _, label, split in rows)
     else:
         counts = Counter((label, source.split) for label in source.labels)

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def cache_key(**parts) -> str:
+    """A file name for cached feature maps (and training checkpoints): a checksum of what made
+    them (manifest, weights, crop, views...). The explorer's caches are named by
+    `split_predictions.split_key`."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from hematovision_core.model import LAST_CONV_LAYER
+from hematovision_core.model import EARLY_LAYER, LAST_CONV_LAYER, MIDDLE_LAYER
 
 # Named depths an instructor can pick from; the layer names exist in the flat MobileNetV2 graph at
 # any input size. Shapes at 224x224 input: early (56, 56, 144), middle (14, 14, 384),
 # last (7, 7, 1280).
 EXPLAIN_LAYERS: dict[str, str] = {
-    "early": "block_3_expand_relu",
-    "middle": "block_10_expand_relu",
+    "early": EARLY_LAYER,
+    "middle": MIDDLE_LAYER,
     "last": LAST_CONV_LAYER,
 }
 METHODS = ("Grad-CAM", "Grad-CAM++", "Score-CAM", "SmoothGrad")

@@ -16,12 +16,19 @@ if TYPE_CHECKING:
     import keras
 
 LAST_CONV_LAYER = "out_relu"  # the layer Grad-CAM explains by default: (7, 7, 1280)
+# Shallower layers Grad-CAM can explain on request (the Classify page's "early" and "middle").
+EARLY_LAYER = "block_3_expand_relu"  # (56, 56, 144): stride 4
+MIDDLE_LAYER = "block_10_expand_relu"  # (14, 14, 384): stride 16
 POOL_LAYER = "head_pool"  # global average pool of out_relu: (N, 1280), the explorer's features
+DROPOUT_LAYER = "head_dropout"
 LOGITS_LAYER = "head_logits"  # (N, num_classes), before temperature and softmax
+PROBABILITIES_LAYER = "probabilities"  # (N, num_classes): softmax of the logits
 CLASS_MAPS_LAYER = "class_maps"  # (N, 7, 7, num_classes): the head's weights at every position
 # Training caches the frozen base's output here and fine-tunes everything above it.
 FEATURE_CUT_LAYER = "block_10_project_BN"  # (14, 14, 96)
-HEAD_LAYERS = ("head_pool", "head_dropout", "head_logits", "probabilities")
+HEAD_LAYERS = (POOL_LAYER, DROPOUT_LAYER, LOGITS_LAYER, PROBABILITIES_LAYER)
+# The served graph's outputs (`forward_model`), in the order `runtime.OnnxModel.run` reads them.
+FORWARD_OUTPUTS = (LOGITS_LAYER, POOL_LAYER, CLASS_MAPS_LAYER)
 
 
 def build_classifier(
@@ -45,11 +52,11 @@ def build_classifier(
         input_tensor=inputs, input_shape=(input_size, input_size, 3), include_top=False,
         weights=weights, alpha=1.0,
     )
-    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(base.output)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(base.output)
+    x = keras.layers.Dropout(dropout, name=DROPOUT_LAYER)(x)
     # Logits and softmax are separate layers so temperature scaling and Grad-CAM can use logits.
-    logits = keras.layers.Dense(num_classes, name="head_logits")(x)
-    probabilities = keras.layers.Activation("softmax", name="probabilities")(logits)
+    logits = keras.layers.Dense(num_classes, name=LOGITS_LAYER)(x)
+    probabilities = keras.layers.Activation("softmax", name=PROBABILITIES_LAYER)(logits)
     return keras.Model(inputs, probabilities, name="hematovision_mobilenetv2")
 
 

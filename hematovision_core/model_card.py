@@ -1,4 +1,5 @@
-"""The facts a model card shows, read from a model folder's model.json and history.json."""
+"""The facts a model card shows, from a model folder's record (`model_io.ModelFolder`) and its
+history.json."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hematovision_core.model_io import HISTORY_FILE
+from hematovision_core.model_io import HISTORY_FILE, ModelFolder
 
 
 def read_history(folder: str | Path) -> dict | None:
@@ -20,20 +21,19 @@ def read_history(folder: str | Path) -> dict | None:
     return history if isinstance(history, dict) and history.get("epochs") else None
 
 
-def split_sizes(metadata: dict) -> dict[str, int]:
+def split_sizes(model: ModelFolder) -> dict[str, int]:
     """Images per split (train, val, test) from model.json's data counts."""
-    counts = (metadata.get("data") or {}).get("counts") or {}
-    return {split: int(sum(per_class.values())) for split, per_class in counts.items()}
+    return {split: int(sum(per_class.values())) for split, per_class in model.split_counts.items()}
 
 
-def headline_metrics(metadata: dict) -> pd.DataFrame:
+def headline_metrics(model: ModelFolder) -> pd.DataFrame:
     """One row per evaluated split: images, accuracy, macro-F1, balanced accuracy, top-2, ECE."""
     rows = []
     # Short names: a long one was cut in a narrow table; the caption under it says the rest.
     for split, label in (("validation", "validation"), ("test", "internal test"),
                          ("cross_validation", "cross-validation"),
                          ("augmented_test", "test, rotated copies")):
-        figures = (metadata.get("metrics") or {}).get(split)
+        figures = model.metrics.get(split)
         if figures:
             rows.append({"split": label, "images": figures.get("n"),
                          "accuracy": figures.get("accuracy"), "macro-F1": figures.get("macro_f1"),
@@ -70,13 +70,13 @@ def as_text(table: pd.DataFrame, percent: tuple[str, ...] = (),
     return shown
 
 
-def per_class_table(metadata: dict, split: str = "test") -> pd.DataFrame:
+def per_class_table(model: ModelFolder, split: str = "test") -> pd.DataFrame:
     """Precision, recall, F1 and support per class on one split, in model order."""
-    figures = (metadata.get("metrics") or {}).get(split) or {}
+    figures = model.metrics.get(split) or {}
     per_class = figures.get("per_class") or {}
-    train_counts = ((metadata.get("data") or {}).get("counts") or {}).get("train") or {}
+    train_counts = model.split_counts.get("train") or {}
     rows = []
-    for cls, name in zip(metadata["classes"], metadata["display_names"]):
+    for cls, name in zip(model.classes, model.display_names):
         scores = per_class.get(cls)
         if scores is None:
             continue
@@ -87,16 +87,14 @@ def per_class_table(metadata: dict, split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def confusion(metadata: dict, split: str = "test") -> list[list[int]] | None:
+def confusion(model: ModelFolder, split: str = "test") -> list[list[int]] | None:
     """The confusion matrix (rows true, columns predicted) of a split, if recorded."""
-    figures = (metadata.get("metrics") or {}).get(split) or {}
-    return figures.get("confusion_matrix")
+    return (model.metrics.get(split) or {}).get("confusion_matrix")
 
 
-def version_line(metadata: dict) -> str:
+def version_line(model: ModelFolder) -> str:
     """Model name, short checksum and library versions, for reports and captions."""
-    versions = metadata.get("library_versions") or {}
-    libraries = ", ".join(f"{name} {version}" for name, version in versions.items())
-    checksum = (metadata.get("model_sha256") or "")[:12]
-    line = f"{metadata.get('name', 'model')} (sha256 {checksum})"
+    libraries = ", ".join(f"{name} {version}" for name, version
+                          in model.library_versions.items())
+    line = f"{model.name} (sha256 {model.model_sha256[:12]})"
     return f"{line}; {libraries}" if libraries else line

@@ -8,16 +8,22 @@ manifest checksum, training settings, validation and test metrics, and library v
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+
+from hematovision_core.preprocessing import INPUT_SIZE
 
 MODEL_FILE = "model.keras"  # what training writes and gradient work (TensorFlow) loads
 RUNTIME_FILE = "model.onnx"  # what the dashboard serves from (ONNX Runtime): see export.py
 METADATA_FILE = "model.json"
 HISTORY_FILE = "history.json"
+MANIFEST_FILE = "split.csv"  # the split manifest, when model.json does not name another file
+GUARD_FILE = "ood.npz"  # the out-of-domain guard (ood.py), when model.json does not name another
 REQUIRED_KEYS = ("name", "classes", "display_names", "input_size", "preprocessing", "temperature",
                  "model_sha256")
 # Optional "tta": "dihedral" averages logits over the 8 flips and rotations (see predict.py).
@@ -74,9 +80,9 @@ def read_json(path: Path) -> dict:
     return payload
 
 
-def read_metadata(folder: str | Path) -> dict:
-    """Read and check model.json, and that model.keras and model.onnx are the files it describes."""
-    folder = Path(folder)
+def _check_folder(folder: Path) -> dict:
+    """Read and check model.json, and that model.keras and model.onnx (and the guard) are the
+    files it describes; returns the metadata."""
     model_path, runtime_path = folder / MODEL_FILE, folder / RUNTIME_FILE
     metadata_path = folder / METADATA_FILE
     for path in (model_path, runtime_path, metadata_path):
@@ -95,12 +101,133 @@ def read_metadata(folder: str | Path) -> dict:
             f"{runtime_path} does not match the checksum in {metadata_path.name}; export it again "
             f"with `python -m hematovision_core.export --model {folder}`.")
     guard = metadata.get("ood")  # optional: the out-of-domain guard's file (ood.py)
-    if guard and file_sha256_or_none(folder / guard.get("file", "ood.npz")) != guard.get("sha256"):
+    guard_path = folder / (guard or {}).get("file", GUARD_FILE)
+    if guard and file_sha256_or_none(guard_path) != guard.get("sha256"):
         raise ModelFolderError(
-            f"{folder / guard.get('file', 'ood.npz')} is missing or does not match the checksum "
+            f"{guard_path} is missing or does not match the checksum "
             f"in {metadata_path.name}; fit it again with "
             f"`python -m hematovision_core.ood --model {folder}`.")
     return metadata
+
+
+@dataclass(frozen=True, eq=False)
+class ModelFolder:
+    """What a model folder's model.json says, read and checked once per version of its files.
+
+    Pages, the quiz, the explorer and the command-line tools ask it for the model's dataset,
+    split manifest, display names and model-card facts instead of reading model.json's keys each
+    in their own way. `metadata` is the parsed model.json, shared by every reader: do not change
+    it (`read_metadata` gives a copy to change and write back).
+    """
+
+    path: Path | None  # the folder; None for metadata built in memory (tests)
+    metadata: dict  # model.json as read
+    name: str
+    classes: tuple[str, ...]  # in the model's output order
+    display_names: tuple[str, ...]  # one per class, for people
+    input_size: int  # pixels a side
+    temperature: float  # calibration (calibration.py)
+    crop: str  # "none", or "white-cell": look at the white cell of a smear (localize.py)
+    tta: str  # "none", or "dihedral": average over the 8 flips and rotations
+    model_sha256: str  # of model.keras: names this version of the model in caches
+    dataset: str | None  # data.dataset: where its images are in the data folder ("pbc",
+    # "blood-cells/TRAIN"); None when unknown
+    manifest_file: Path | None  # where its split manifest is declared to be (may be absent)
+    init_from: str | None  # training.init_from: the model folder it started from, if any
+    # Model-card facts, as training, evaluation, cross-validation and recalibration recorded them:
+    architecture: str
+    preprocessing: str  # what is done to an image before the network sees it, in words
+    image_count: int  # images of the dataset it was trained and evaluated on (data.images)
+    split_counts: dict  # split -> class -> images at training time (data.counts)
+    metrics: dict  # "validation", "test", "cross_validation", "augmented_test" -> figures
+    training: dict  # the training settings
+    calibration: dict | None  # how the temperature was last refit, with its reliability table
+    guard: dict | None  # the out-of-domain guard's entry (file, checksum, score, threshold)
+    library_versions: dict  # library -> version it was trained and exported with
+
+    @classmethod
+    def from_metadata(cls, metadata: dict, path: str | Path | None = None) -> "ModelFolder":
+        """The record of already parsed metadata, not checked against any file (`read` checks).
+
+        Only "classes" is needed: metadata written in a test may leave out display names (the
+        class names then), the input size (224) and the temperature (1.0).
+        """
+        path = Path(path) if path is not None else None
+        data = metadata.get("data") or {}
+        counts = data.get("counts") or {}
+        training = metadata.get("training") or {}
+        classes = tuple(metadata["classes"])
+        tta = metadata.get("tta", "none")
+        if tta not in TTA_VIEWS:
+            raise ModelFolderError(f"Unknown test-time augmentation {tta!r} in model.json; "
+                                   f"expected one of {tuple(TTA_VIEWS)}.")
+        return cls(
+            path=path, metadata=metadata,
+            name=metadata.get("name", path.name if path else "model"),
+            classes=classes, display_names=tuple(metadata.get("display_names", classes)),
+            input_size=int(metadata.get("input_size", INPUT_SIZE)),
+            temperature=float(metadata.get("temperature", 1.0)),
+            crop=metadata.get("crop", "none"), tta=tta,
+            model_sha256=metadata.get("model_sha256", ""),
+            dataset=data.get("dataset"),
+            manifest_file=path / (data.get("split_manifest") or MANIFEST_FILE) if path else None,
+            init_from=training.get("init_from"),
+            architecture=metadata.get("architecture", "MobileNetV2"),
+            preprocessing=metadata.get("preprocessing", ""),
+            image_count=int(data.get("images", sum(sum(c.values()) for c in counts.values()))),
+            split_counts=counts, metrics=metadata.get("metrics") or {}, training=training,
+            calibration=metadata.get("calibration") or None, guard=metadata.get("ood") or None,
+            library_versions=metadata.get("library_versions") or {})
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "ModelFolder":
+        """The checked record of a model folder, read and hashed once per version of its files
+        (model.json, model.keras, model.onnx, the guard); a changed file is read again."""
+        folder = Path(folder)
+        key = str(folder.resolve())
+        version = _files_version(folder / name for name in
+                                 (METADATA_FILE, MODEL_FILE, RUNTIME_FILE, GUARD_FILE))
+        with _folders_lock:
+            cached = _folders.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        record = cls.from_metadata(_check_folder(folder), folder)
+        with _folders_lock:
+            _folders[key] = (version, record)
+        return record
+
+    @property
+    def views(self) -> int:
+        """Forward passes per image (test-time augmentation)."""
+        return TTA_VIEWS[self.tta]
+
+    @property
+    def manifest(self) -> Path | None:
+        """The model's split manifest on this machine, or None where there is none."""
+        return self.manifest_file if self.manifest_file and self.manifest_file.is_file() else None
+
+
+# resolved folder -> (version of its files, ModelFolder)
+_folders: dict[str, tuple[tuple, ModelFolder]] = {}
+_folders_lock = threading.Lock()
+
+
+def _files_version(paths) -> tuple:
+    """(size, mtime, inode) of each file, None for a missing one: a changed file changes it."""
+    marks = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            marks.append((stat.st_size, stat.st_mtime_ns, stat.st_ino))
+        except OSError:
+            marks.append(None)
+    return tuple(marks)
+
+
+def read_metadata(folder: str | Path) -> dict:
+    """Checked model.json of a folder (see `ModelFolder.read`), as a copy the caller may change
+    and write back."""
+    return copy.deepcopy(ModelFolder.read(folder).metadata)
 
 
 def file_sha256_or_none(path: Path) -> str | None:
@@ -146,19 +273,6 @@ def write_json(path: Path, payload: dict) -> None:
         raise
 
 
-def dataset_name(metadata: dict) -> str | None:
-    """The model's dataset as a path inside the data folder ("pbc", "blood-cells/TRAIN")."""
-    return (metadata.get("data") or {}).get("dataset")
-
-
-def manifest_path(folder: str | Path | None, metadata: dict) -> Path | None:
-    """The model's split manifest (split.csv in its folder), or None where there is none."""
-    if folder is None:
-        return None
-    path = Path(folder) / ((metadata.get("data") or {}).get("split_manifest") or "split.csv")
-    return path if path.is_file() else None
-
-
 def list_model_folders(models_dir: str | Path) -> list[Path]:
     """Sub-folders of `models_dir` whose model.json, model.keras and model.onnx are present and match."""
     found = []
@@ -167,7 +281,7 @@ def list_model_folders(models_dir: str | Path) -> list[Path]:
         return found
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         try:
-            read_metadata(folder)
+            ModelFolder.read(folder)
         except ModelFolderError:
             continue
         found.append(folder)

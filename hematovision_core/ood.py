@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hematovision_core.model_io import GUARD_FILE as OOD_FILE  # the file name lives there
 from hematovision_core.model_io import (METADATA_FILE, ModelFolderError, file_sha256,
                                         read_metadata, write_json)
 
-OOD_FILE = "ood.npz"
 SCORES = ("mahalanobis", "energy")
 FALSE_FLAG_RATE = 0.05  # share of in-domain (validation) images the threshold lets be flagged
 NOTICE = ("Unlike the images this model learned from: another lab, stain or magnification? "

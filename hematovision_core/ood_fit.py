@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from hematovision_core import ood
-from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.split_predictions import SplitSource, predictions_for
 
 log = logging.getLogger("hematovision.ood")
@@ -72,14 +71,14 @@ def copies_outputs(classifier, paths, copies: int, seed: int = 0):
     from hematovision_core.preprocessing import load_image
 
     rng = np.random.default_rng(seed)
-    inputs, sources = [], []
+    fields, sources = [], []  # uint8 (h, w, 3) copies, then the one inference path
     for number, path in enumerate(paths):
         pixels = np.asarray(load_image(path))
         for _ in range(copies):
-            inputs.append(classifier.prepare(random_field_transform(pixels, rng)))
+            fields.append(random_field_transform(pixels, rng))
             sources.append(number)
-    output = classifier.forward(np.stack(inputs))
-    return output.logits, output.pooled, np.array(sources)
+    inference = classifier.infer(fields, features=True, skip_unreadable=False)
+    return inference.logits, inference.pooled, np.array(sources)
 
 
 def fit_model_guard(classifier, data_root: Path, cache_dir: Path, outside: Path | None = None,
@@ -87,7 +86,7 @@ def fit_model_guard(classifier, data_root: Path, cache_dir: Path, outside: Path 
                     false_flag_rate: float = ood.FALSE_FLAG_RATE,
                     outside_name: str | None = None) -> tuple[ood.DomainGuard, dict]:
     """Fit the guard of a loaded model from its split manifest; returns it and its record."""
-    manifest = manifest_path(classifier.folder, classifier.metadata)
+    manifest = classifier.model_folder.manifest
     if manifest is None:
         raise ValueError(f"{classifier.folder} has no split.csv: the guard needs its train split.")
     index_of = {c: i for i, c in enumerate(classifier.classes)}
@@ -159,7 +158,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = Settings.from_env()
     classifier = Classifier.load(args.model)
-    data_root = args.data or settings.data_dir / (dataset_name(classifier.metadata) or "")
+    data_root = args.data or settings.data_dir / (classifier.model_folder.dataset or "")
     outside = None if not args.outside else (
         Path(args.outside) if Path(args.outside).is_absolute() else settings.data_dir / args.outside)
     try:

@@ -13,7 +13,6 @@ there the model classifies a fixed sample of each class instead (`predict_sample
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hematovision_core.data import class_folders, discover, read_manifest
-from hematovision_core.model_io import METADATA_FILE, dataset_name, manifest_path
+from hematovision_core.model_io import METADATA_FILE, ModelFolder, read_json
 
 QUIZ_SPLITS = ("val", "test")  # never "train": students must not be asked about training images
 DEFAULT_DATASET = "pbc"
@@ -45,14 +44,14 @@ class Candidate:
         return None if self.predicted is None else self.predicted == self.truth
 
 
-def manifest_pool(model_folder: str | Path, metadata: dict, data_dir: str | Path) -> list[Candidate]:
+def manifest_pool(model: ModelFolder, data_dir: str | Path) -> list[Candidate]:
     """Validation and test images of the model's split manifest that exist on this machine."""
-    manifest = manifest_path(model_folder, metadata)
+    manifest = model.manifest
     if manifest is None:
         return []
-    dataset = dataset_name(metadata) or DEFAULT_DATASET
+    dataset = model.dataset or DEFAULT_DATASET
     root = Path(data_dir) / dataset
-    classes = set(metadata["classes"])
+    classes = set(model.classes)
     pool = []
     for record in read_manifest(manifest, root):
         if record.split not in QUIZ_SPLITS or record.label not in classes:
@@ -76,21 +75,19 @@ def folder_pool(root: str | Path, data_dir: str | Path, classes: Sequence[str]) 
     return sorted(pool, key=lambda c: c.image_id)
 
 
-def trained_on(model_folder: str | Path | None, metadata: dict) -> set[str]:
+def trained_on(model: ModelFolder) -> set[str]:
     """Dataset folders (relative to the data folder) whose images trained this model: its own,
     and those of the model it started from (`train --init-from`, a sibling model folder)."""
     seen: set[str] = set()
-    folder = Path(model_folder) if model_folder else None
     for _ in range(8):  # a chain of --init-from models; a cycle must not loop forever
-        if dataset_name(metadata):
-            seen.add(Path(dataset_name(metadata)).as_posix())
-        start = (metadata.get("training") or {}).get("init_from")
-        if not start or folder is None:
+        if model.dataset:
+            seen.add(Path(model.dataset).as_posix())
+        if not model.init_from or model.path is None:
             break
-        folder = folder.parent / Path(start).name
+        folder = model.path.parent / Path(model.init_from).name
         try:  # only its data is needed: no checksum of its model file on every page run
-            metadata = json.loads((folder / METADATA_FILE).read_text())
-        except (OSError, ValueError):
+            model = ModelFolder.from_metadata(read_json(folder / METADATA_FILE), folder)
+        except (OSError, ValueError, KeyError):
             break  # that model is not shipped here: nothing more is known
     return seen
 
@@ -101,12 +98,12 @@ def _overlaps(folder: str, other: str) -> bool:
     return a[: len(b)] == b or b[: len(a)] == a
 
 
-def unseen_datasets(model_folder: str | Path | None, metadata: dict, datasets: Sequence[str],
+def unseen_datasets(model: ModelFolder, datasets: Sequence[str],
                     data_dir: str | Path) -> list[str]:
     """The dataset folders a quiz may draw from besides the model's own split: none of their
     images trained the model, and at least one of their classes is one of the model's."""
-    seen = trained_on(model_folder, metadata)
-    classes = set(metadata["classes"])
+    seen = trained_on(model)
+    classes = set(model.classes)
     return [d for d in datasets
             if not any(_overlaps(d, s) for s in seen)
             and class_folders(Path(data_dir) / d) & classes]
@@ -133,9 +130,9 @@ def predict_candidates(classifier, candidates: Sequence[Candidate]) -> list[Cand
     """Classify a few candidates now (no cache); for the one question on screen."""
     if not candidates:
         return []
-    batch = np.stack([classifier.prepare(c.path) for c in candidates])
-    probabilities = classifier.probabilities(batch)  # (N, num_classes)
-    return [with_prediction(c, p, classifier.classes) for c, p in zip(candidates, probabilities)]
+    inference = classifier.infer([c.path for c in candidates], skip_unreadable=False)
+    return [with_prediction(c, p, classifier.classes)
+            for c, p in zip(candidates, inference.probabilities)]  # (num_classes,) each
 
 
 def predicted_pool(classifier, pool: Sequence[Candidate], cache_dir: str | Path,
@@ -147,7 +144,7 @@ def predicted_pool(classifier, pool: Sequence[Candidate], cache_dir: str | Path,
     """
     from hematovision_core import explorer, split_predictions
 
-    dataset = dataset_name(classifier.metadata) or DEFAULT_DATASET
+    dataset = classifier.model_folder.dataset or DEFAULT_DATASET
     sources = [explorer.split_source(Path(data_dir), classifier, dataset, split)
                for split in QUIZ_SPLITS if split in explorer.split_options(classifier, dataset)]
     total, done = sum(len(s.paths) for s in sources), 0
@@ -191,24 +188,21 @@ def predict_sample(classifier, pool: Sequence[Candidate], per_class: int = 50,
 
 
 @dataclass(frozen=True, eq=False)
-class ModelView:
+class ModelAnswer:
     candidate: Candidate  # with the model's prediction filled in
     image: np.ndarray  # uint8 (size, size, 3): the image as the model saw it
     overlay: np.ndarray  # uint8 (size, size, 3): Grad-CAM of the model's answer over `image`
 
 
-def model_view(classifier, candidate: Candidate, opacity: float = 0.45) -> ModelView:
+def answer_with_heatmap(classifier, candidate: Candidate, opacity: float = 0.45) -> ModelAnswer:
     """The model's answer on one image and where it looked (Grad-CAM of its chosen class), from
     one forward pass."""
-    from hematovision_core.calibration import apply_temperature
     from hematovision_core.heatmap import overlay
-    from hematovision_core.preprocessing import resize_for_model, scale_pixels
 
-    # uint8 (S, S, 3), cropped as the model was trained (smear models look at the white cell)
-    pixels = resize_for_model(classifier.view(candidate.path), classifier.input_size)
-    forward = classifier.forward(scale_pixels(pixels)[None])  # float32 input in [-1, 1]
-    probabilities = apply_temperature(forward.logits, classifier.temperature)[0]  # (classes,)
-    predicted = with_prediction(candidate, probabilities, classifier.classes)
-    heatmap = classifier.heatmap(forward.class_maps[0],
+    # Cropped as the model was trained (smear models look at the white cell); raises ImageError
+    inference = classifier.infer([candidate.path], inputs=True, skip_unreadable=False)
+    pixels = inference.inputs[0]  # uint8 (S, S, 3)
+    predicted = with_prediction(candidate, inference.probabilities[0], classifier.classes)
+    heatmap = classifier.heatmap(inference.class_maps[0],
                                  classifier.classes.index(predicted.predicted))
-    return ModelView(predicted, pixels, overlay(pixels, heatmap, opacity=opacity))
+    return ModelAnswer(predicted, pixels, overlay(pixels, heatmap, opacity=opacity))

@@ -25,7 +25,7 @@ import numpy as np
 
 from hematovision_core.calibration import apply_temperature, fit_temperature
 from hematovision_core.metrics import expected_calibration_error, reliability_bins
-from hematovision_core.model_io import METADATA_FILE, dataset_name, manifest_path, write_json
+from hematovision_core.model_io import METADATA_FILE, write_json
 from hematovision_core.ood_fit import copies_outputs, manifest_source, split_outputs
 
 FOLDS = 5
@@ -59,7 +59,7 @@ def cross_validated(logits: np.ndarray, labels: np.ndarray, groups: np.ndarray,
 
 def recalibrate(classifier, data_root: Path, cache_dir: Path, val_copies: int = 0) -> dict:
     """The new temperature and its record (how it was fit, cross-validated ECE, test ECE)."""
-    manifest = manifest_path(classifier.folder, classifier.metadata)
+    manifest = classifier.model_folder.manifest
     if manifest is None:
         raise ValueError(f"{classifier.folder} has no split.csv.")
     index_of = {c: i for i, c in enumerate(classifier.classes)}
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     settings = Settings.from_env()
     classifier = Classifier.load(args.model)
-    data_root = args.data or settings.data_dir / (dataset_name(classifier.metadata) or "")
+    data_root = args.data or settings.data_dir / (classifier.model_folder.dataset or "")
     record = recalibrate(classifier, data_root, settings.cache_dir, args.val_copies)
     shown = {k: v for k, v in record.items() if k != "reliability"}
     print(shown)

@@ -18,6 +18,7 @@ from hematovision_core import DISCLAIMER
 from hematovision_core.batch import ImageResult
 from hematovision_core.heatmap import Heatmap
 from hematovision_core.model_card import version_line
+from hematovision_core.model_io import ModelFolder
 from hematovision_core.morphology import card_for
 from hematovision_core.ood import NOTICE
 
@@ -66,18 +67,18 @@ def _card_html(label: str) -> str:
     return f"<h2>{html.escape(card.display_name)}: morphology</h2><table>{rows}</table>"
 
 
-def html_report(result: ImageResult, overlay_rgb: np.ndarray, heatmap: Heatmap, metadata: dict,
-                created: datetime | None = None) -> str:
+def html_report(result: ImageResult, overlay_rgb: np.ndarray, heatmap: Heatmap,
+                model: ModelFolder, created: datetime | None = None) -> str:
     """A self-contained HTML page: image, overlay, probabilities, model name and version, time."""
     created = created or datetime.now(timezone.utc)
-    display_names = metadata["display_names"]
+    display_names = model.display_names
     prediction = result.prediction
     explained = display_names[heatmap.class_index]
     title = f"HematoVision report: {result.name}"
     true_label = ""
     if result.true_label:
-        index = metadata["classes"].index(result.true_label) \
-            if result.true_label in metadata["classes"] else None
+        index = model.classes.index(result.true_label) \
+            if result.true_label in model.classes else None
         shown = display_names[index] if index is not None else result.true_label
         true_label = f"<p>True label (from the data folder): <b>{html.escape(shown)}</b></p>"
     notice = (f'<p class="notice">{html.escape(result.uncertainty)}</p>'
@@ -91,7 +92,7 @@ def html_report(result: ImageResult, overlay_rgb: np.ndarray, heatmap: Heatmap, 
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="muted">Created {created.strftime("%Y-%m-%d %H:%M:%S %Z")} with model
-{html.escape(version_line(metadata))}</p>
+{html.escape(version_line(model))}</p>
 <h2>Prediction: {html.escape(prediction.display_name)} ({prediction.confidence:.1%})</h2>
 {true_label}{notice}
 <div class="images">

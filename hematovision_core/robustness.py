@@ -56,7 +56,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     from hematovision_core.config import Settings
-    from hematovision_core.model_io import dataset_name, read_metadata
+    from hematovision_core.model_io import ModelFolder
 
     p = argparse.ArgumentParser(prog="python -m hematovision_core.robustness", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,8 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="a class-stratified sample of at most N images")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    data = args.data or Settings.from_env().data_dir / (dataset_name(read_metadata(args.model))
-                                                        or "")
+    data = args.data or Settings.from_env().data_dir / (ModelFolder.read(args.model).dataset or "")
     rows = robustness_rows(args.model, data, args.split, args.limit)
     print(markdown(rows))
     print(f"\n{rows[0]['n']} images a pass, {sum(r['seconds'] for r in rows):.0f} s in all")

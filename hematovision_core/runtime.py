@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from hematovision_core.model import FORWARD_OUTPUTS, LOGITS_LAYER
 from hematovision_core.model_io import RUNTIME_FILE, ModelFolderError
 
 
@@ -70,7 +71,7 @@ class ForwardPass:
 class OnnxModel:
     """An ONNX Runtime session over `model.onnx`; `run` is safe to call from several threads."""
 
-    OUTPUTS = ("head_logits", "head_pool", "class_maps")  # layer names, see model.forward_model
+    OUTPUTS = FORWARD_OUTPUTS  # logits, pooled features, class maps: see model.forward_model
 
     def __init__(self, path: str | Path):
         import onnxruntime
@@ -96,7 +97,7 @@ class OnnxModel:
                                    "again with `python -m hematovision_core.export`.")
         shape = self.session.get_inputs()[0].shape  # [N, size, size, 3], N symbolic
         self.input_size = int(shape[1])
-        self.num_classes = int(self.session.get_outputs()[names.index("head_logits")].shape[-1])
+        self.num_classes = int(self.session.get_outputs()[names.index(LOGITS_LAYER)].shape[-1])
 
     @classmethod
     def load(cls, folder: str | Path) -> "OnnxModel":

@@ -15,7 +15,6 @@ import logging
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,12 +23,10 @@ import numpy as np
 
 from hematovision_core.calibration import apply_temperature
 from hematovision_core.feature_map import pca_2d
-from hematovision_core.preprocessing import ImageError, model_view, resize_for_model, scale_pixels
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the files below change meaning
-POOL_WIDTH = 1280  # MobileNetV2's last block, pooled: the features of the map
 ARRAYS_FILE = "predictions.npz"
 FEATURES_FILE = "features.npy"
 META_FILE = "meta.json"
@@ -71,11 +68,12 @@ class SplitPredictions:
         return np.load(self.folder / FEATURES_FILE, mmap_mode="r")
 
 
-def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
-    """(key, parts): a checksum of what determines the results (model, data, split, images)."""
+def split_key(classifier, source: SplitSource) -> tuple[str, dict]:
+    """(key, parts): a checksum of what determines a split's results (model, data, split,
+    images), naming its cache folder; `parts` is kept in meta.json and checked on reading."""
     parts = {
         "version": CACHE_VERSION,
-        "model_sha256": classifier.metadata["model_sha256"],
+        "model_sha256": classifier.model_folder.model_sha256,
         "crop": classifier.crop,  # what part of each image the model sees
         "tta": classifier.tta,  # and in how many orientations
         "root": str(Path(source.root).resolve()),
@@ -86,7 +84,7 @@ def cache_key(classifier, source: SplitSource) -> tuple[str, dict]:
 
 
 def cache_folder(cache_dir: Path, classifier, source: SplitSource) -> Path:
-    key, _ = cache_key(classifier, source)
+    key, _ = split_key(classifier, source)
     return Path(cache_dir) / "explorer" / key
 
 
@@ -98,7 +96,7 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        _, parts = cache_key(classifier, source)
+        _, parts = split_key(classifier, source)
         if meta.get("key_parts") != parts:  # belt and braces: never trust a key collision
             return None
         with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
@@ -116,51 +114,20 @@ def load_cached(cache_dir: Path, classifier, source: SplitSource) -> SplitPredic
     )
 
 
-def _decode(path: Path, size: int, crop: str) -> np.ndarray | None:
-    """The model's view of one image (decoded, cropped as in training, resized), uint8."""
-    try:
-        return resize_for_model(model_view(path, crop), size)
-    except (ImageError, OSError) as error:
-        log.warning("Skipping %s: %s", path, error)
-        return None
-
-
 def run_model(classifier, paths: Sequence[Path], progress: ProgressCallback | None = None,
               batch_size: int = BATCH_SIZE):
-    """Pooled features and logits for image files, decoding the next batch while one runs.
+    """Pooled features and logits for image files (`Classifier.infer`), decoding the next batch
+    in background threads while one runs.
 
     Returns:
         (features (M, 1280) float16, logits (M, C) float32, kept (M,) indices into `paths`).
     """
-    batch_size = max(1, batch_size // classifier.views)  # TTA: each image runs as several views
-    size = classifier.input_size
-    crop = classifier.crop
-    total = len(paths)
-    features, logits, kept = [], [], []
-
-    def decode_batch(start: int):
-        return list(pool.map(lambda p: _decode(p, size, crop), paths[start:start + batch_size]))
-
-    with ThreadPoolExecutor(DECODE_THREADS) as pool, ThreadPoolExecutor(1) as loader:
-        starts = list(range(0, total, batch_size))
-        pending = loader.submit(decode_batch, starts[0]) if starts else None
-        for number, start in enumerate(starts):
-            images = pending.result()
-            if number + 1 < len(starts):
-                pending = loader.submit(decode_batch, starts[number + 1])
-            good = [i for i, image in enumerate(images) if image is not None]
-            if good:
-                # Same scaling and TTA as every other prediction (`Classifier.forward`).
-                output = classifier.forward(scale_pixels(np.stack([images[i] for i in good])))
-                features.append(output.pooled.astype(np.float16))
-                logits.append(output.logits.astype(np.float32))
-                kept += [start + i for i in good]
-            if progress is not None:
-                progress(min(start + batch_size, total), total)
-    return (np.concatenate(features) if features else np.zeros((0, POOL_WIDTH), np.float16),
-            np.concatenate(logits) if logits
-            else np.zeros((0, len(classifier.classes)), np.float32),
-            np.array(kept, dtype=np.int64))
+    inference = classifier.infer(paths, features=True, batch_size=batch_size,
+                                 decode_threads=DECODE_THREADS, progress=progress)
+    for index, reason in inference.skipped:
+        log.warning("Skipping %s: %s", paths[index], reason)
+    return (inference.pooled.astype(np.float16), inference.logits.astype(np.float32),
+            inference.kept)
 
 
 def compute(cache_dir: Path, classifier, source: SplitSource,
@@ -174,7 +141,7 @@ def compute(cache_dir: Path, classifier, source: SplitSource,
     paths = [source.paths[i] for i in kept]
     labels = [source.labels[i] for i in kept]
     skipped = [p for i, p in enumerate(source.paths) if i not in kept_set]
-    _, parts = cache_key(classifier, source)
+    _, parts = split_key(classifier, source)
     meta = {"key_parts": parts, "classes": list(classifier.classes), "paths": paths,
             "labels": labels, "skipped": skipped,
             "explained_variance": [float(v) for v in feature_map.explained_variance],

@@ -104,7 +104,7 @@ def heatmap_overlay(cache_dir: Path, classifier, image_path: Path, class_index: 
     shows these maps.
     """
     crop = classifier.crop
-    digest = _digest(_source_key(image_path), classifier.metadata["model_sha256"], crop,
+    digest = _digest(_source_key(image_path), classifier.model_folder.model_sha256, crop,
                      class_index, opacity, "Grad-CAM/last")
     target = Path(cache_dir) / "heatmaps" / digest[:2] / f"{digest}.jpg"
     if not target.is_file():

@@ -278,10 +278,9 @@ def served_logits(classifier, records, batch_size: int = 32) -> np.ndarray:
     """(N, num_classes) uncalibrated logits of the model as served (ONNX Runtime, its crop and
     test-time augmentation), row-aligned with `records`. Every image was decoded whole while its
     feature maps were cached, so none is skipped here."""
-    chunks = [classifier.logits(np.stack([classifier.prepare(record.path)
-                                          for record in records[start:start + batch_size]]))
-              for start in range(0, len(records), batch_size)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.classes)), np.float32)
+    inference = classifier.infer([record.path for record in records], batch_size=batch_size,
+                                 skip_unreadable=False)  # the one inference path (predict.py)
+    return inference.logits
 
 
 def dataset_name(root: Path) -> str:
@@ -515,7 +514,7 @@ def fine_tune(config: TrainConfig, network: Network, cached: CachedFeatures, spl
 
 def model_metadata(config: TrainConfig, splits: Splits) -> dict:
     """model.json before calibration and evaluation fill in the temperature and metrics."""
-    from hematovision_core.model import FEATURE_CUT_LAYER, LAST_CONV_LAYER
+    from hematovision_core.model import FEATURE_CUT_LAYER
 
     source = f"ImageNet, then {config.init_from.name}" if config.init_from else "ImageNet"
     return dict(
@@ -529,7 +528,6 @@ def model_metadata(config: TrainConfig, splits: Splits) -> dict:
         crop=config.crop,
         tta=config.tta,
         temperature=1.0,
-        explain_layer=LAST_CONV_LAYER,
         data=dict(dataset=dataset_name(splits.root), images=splits.images,
                   counts={s: datasets.class_counts(splits.records[s]) for s in datasets.SPLITS},
                   split_manifest=datasets.MANIFEST_NAME,

@@ -11,7 +11,7 @@ from streamlit.errors import StreamlitAPIException
 from app_support import (classify_files, data_missing_message, disclaimer, example_pool,
                          explain, get_settings, model_key, model_sidebar, plain)
 from hematovision_core import charts
-from hematovision_core.batch import (dataset_folder, differential, draw_example, file_digest,
+from hematovision_core.batch import (bytes_digest, differential, draw_example,
                                      refuse_other_types, results_csv, results_rows)
 from hematovision_core.data import IMAGE_EXTENSIONS
 from hematovision_core.heatmap import (COLORMAPS, EXPLAIN_LAYERS, METHODS, colorize, grid_note,
@@ -70,11 +70,9 @@ def inputs_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
 
 def example_ui() -> tuple[list[tuple[str, bytes]], list[str | None] | None]:
     """A random labelled image from the data folder (the model's test split when known)."""
-    folder = str(classifier.folder) if classifier.folder else None
-    pool = example_pool(folder, str(settings.data_dir), classifier.metadata)
+    pool = example_pool(classifier, settings.data_dir)
     if not pool:
-        dataset = dataset_folder(settings.data_dir, classifier.metadata).name
-        data_missing_message(settings, dataset.split("/")[0])
+        data_missing_message(settings, classifier.model_folder.dataset or "pbc")
         return [], None
     if st.button("Draw a random example", icon=":material/casino:", key="draw_example") \
             or "example" not in st.session_state:
@@ -305,11 +303,11 @@ def batch_ui(results) -> object:
 
 
 files, true_labels = inputs_ui()
-originals = {file_digest(data): data for _, data in files}  # for the smear model's boxed field
+originals = {bytes_digest(data): data for _, data in files}  # for the smear model's boxed field
 results, failures = [], []
 if files:
     with st.spinner("Classifying..."):
-        file_keys = tuple((name, file_digest(data))
+        file_keys = tuple((name, bytes_digest(data))
                           for name, data in files)
         results, failures = classify_files(key, file_keys, classifier, files,
                                            tuple(true_labels) if true_labels else None)
@@ -327,7 +325,7 @@ if results:
         heatmap, blended = explained
         # Made when clicked: encoding its images was a third of a classification's server time.
         st.download_button("Download report (HTML)",
-                           lambda: html_report(shown, blended, heatmap, classifier.metadata,
+                           lambda: html_report(shown, blended, heatmap, classifier.model_folder,
                                                datetime.now(timezone.utc)).encode("utf-8"),
                            file_name=f"hematovision-report-{shown.digest[:8]}.html",
                            mime="text/html", key="report", on_click="ignore",

@@ -13,7 +13,6 @@ import app_review
 from app_support import (data_missing_message, disclaimer, get_settings, load_classifier,
                          model_sidebar, plain, quiz_feedback, quiz_pool, quiz_sources, show_image)
 from hematovision_core import charts, quiz, storage
-from hematovision_core.model_io import dataset_name, manifest_path
 from hematovision_core.morphology import also_called, card_for, contrast, with_article
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.quiz_pool import (Candidate, predict_candidates, predict_sample,
@@ -75,12 +74,12 @@ def load_pool(source: str = OWN_SPLIT) -> list[Candidate]:
         return pool
     if pool:
         return pool
-    if manifest_path(classifier.folder, classifier.metadata) is None:
+    if classifier.model_folder.manifest is None:
         st.warning(f"The model `{classifier.name}` has no split manifest (split.csv), so the quiz "
                    "cannot tell which images it never trained on. Retrain it with "
                    "`python -m hematovision_core.train`, which writes one.")
     else:
-        data_missing_message(settings, dataset_name(classifier.metadata) or "pbc")
+        data_missing_message(settings, classifier.model_folder.dataset or "pbc")
     st.stop()
 
 

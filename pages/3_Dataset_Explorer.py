@@ -41,7 +41,7 @@ def reset_pages() -> None:
 
 def data_ui(settings, classifier, datasets: list[str]) -> tuple[str, str]:
     """Sidebar pickers for the dataset folder and split; returns (dataset, split)."""
-    own = explorer.model_dataset(classifier.metadata)
+    own = classifier.model_folder.dataset
     model_changed = st.session_state.get("_explorer_model") != str(classifier.folder)
     if model_changed or st.session_state.get("explorer_dataset") not in datasets:
         # Another model: start from the data it was trained on, where its splits are known.

@@ -84,7 +84,7 @@ def draw_caption(run, k: int) -> str:
 
 def controls_ui(settings, classifier, datasets: list[str]) -> tuple[str, int, int]:
     """Dataset, k and seed; returns them as plain values."""
-    own = explorer.model_dataset(classifier.metadata)
+    own = classifier.model_folder.dataset
     if st.session_state.get("lab_dataset") not in datasets:
         st.session_state["lab_dataset"] = own if own in datasets else datasets[0]
     st.session_state.setdefault("lab_k", 5)
@@ -268,7 +268,7 @@ if features is not None:
     except ValueError as error:
         st.error(f"Cannot train on this dataset: {error}")
         st.stop()
-    results_ui(run, k, names, explorer.model_dataset(classifier.metadata) == dataset)
+    results_ui(run, k, names, classifier.model_folder.dataset == dataset)
     examples_ui(settings, images, run, k, names)
     maps_ui(settings, sources, images, crop, features, names)
 inside_ui(settings, sources, images, crop, names)

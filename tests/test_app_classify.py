@@ -287,14 +287,14 @@ def test_shipped_model_classify_shows_a_clear_example_as_its_class(model_name, m
                                                                     shared_data):
     folder = _shipped(model_name)
     from hematovision_core.batch import example_records
-    from hematovision_core.model_io import read_metadata
+    from hematovision_core.model_io import ModelFolder
     from hematovision_core.predict import Classifier
 
     monkeypatch.setenv("HEMATOVISION_MODELS", str(folder.parent))
     monkeypatch.setenv("HEMATOVISION_DATA", str(shared_data))
-    metadata = read_metadata(folder)
     cell = "eosinophil"
-    records = [r for r in example_records(folder, shared_data, metadata) if r.label == cell][:8]
+    model = ModelFolder.read(folder)
+    records = [r for r in example_records(model, shared_data) if r.label == cell][:8]
     assert records, f"no {cell} test images for {model_name}"
     # A clear example: of a few unseen eosinophils, the one the model is surest is eosinophil.
     classifier = Classifier.load(folder)
@@ -307,7 +307,7 @@ def test_shipped_model_classify_shows_a_clear_example_as_its_class(model_name, m
     at.run()
     no_exception(at)
     # The uploader asks for what the model reads: single cells, or whole smear fields.
-    smears = metadata.get("crop", "none") != "none"
+    smears = model.crop != "none"
     wanted = "blood-smear fields" if smears else "single-cell images"
     assert wanted in at.file_uploader(key="uploads").label
     at.file_uploader(key="uploads").set_value([(clear.path.name, clear.path.read_bytes(),

@@ -16,6 +16,7 @@ from hematovision_core.batch import (ImageResult, classify_files, differential, 
                                      results_csv, uncertainty)
 from hematovision_core.gradcam import Heatmap
 from hematovision_core.predict import Prediction
+from hematovision_core.model_io import ModelFolder
 from hematovision_core.report import html_report
 from synthetic import cell_image
 
@@ -34,6 +35,7 @@ METADATA = {
                                        for c in ("basophil", "eosinophil", "lymphocyte")}},
                 "note": "internal split"},
 }
+MODEL = ModelFolder.from_metadata(METADATA)  # what model_card and report read
 
 
 def prediction(probabilities) -> Prediction:
@@ -93,13 +95,13 @@ def test_uncertainty_names_both_candidates():
 
 
 def test_model_card_facts():
-    assert model_card.split_sizes(METADATA) == {"train": 18, "test": 6}
-    headline = model_card.headline_metrics(METADATA)
+    assert model_card.split_sizes(MODEL) == {"train": 18, "test": 6}
+    headline = model_card.headline_metrics(MODEL)
     assert list(headline["split"]) == ["internal test"]
-    table = model_card.per_class_table(METADATA, "test")
+    table = model_card.per_class_table(MODEL, "test")
     assert list(table["class"]) == NAMES and list(table["training images"]) == [5, 7, 6]
-    assert model_card.confusion(METADATA, "test")[1][1] == 2
-    assert model_card.version_line(METADATA).startswith("demo (sha256 abababababab)")
+    assert model_card.confusion(MODEL, "test")[1][1] == 2
+    assert model_card.version_line(MODEL).startswith("demo (sha256 abababababab)")
 
 
 def test_model_card_tables_read_as_text_with_a_dash_for_a_missing_figure():
@@ -128,7 +130,7 @@ def test_html_report_is_one_self_contained_file():
     heatmap = Heatmap(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8), "Grad-CAM", 1,
                       "out_relu")
     page = html_report(result("a<b>.jpg", (0.3, 0.45, 0.25), true_label="eosinophil"),
-                       np.zeros((20, 30, 3), np.uint8), heatmap, METADATA)
+                       np.zeros((20, 30, 3), np.uint8), heatmap, MODEL)
     assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 2
     assert "a&lt;b&gt;.jpg" in page and "a<b>.jpg" not in page  # names are escaped
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing fetched from elsewhere

@@ -41,3 +41,19 @@ def test_data_cli_reports_download_errors(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(download, "download_blood_cells", offline)
     assert data.main(["download", "blood-cells", "--out", str(tmp_path / "bc")]) == 1
     assert "online" in capsys.readouterr().err
+
+
+def test_the_download_command_names_what_the_command_accepts():
+    """A model's data folder may be `blood-cells/TRAIN`; the command downloads `blood-cells`."""
+    assert download.download_command("pbc") == "python -m hematovision_core.data download pbc"
+    assert download.download_command("blood-cells/TRAIN") == \
+        "python -m hematovision_core.data download blood-cells"
+    assert download.download_command("TRAIN") is None  # a folder no command downloads
+    assert download.download_command("cells") is None
+    with pytest.raises(SystemExit) as exit:  # what the page used to show for the smear model
+        data.main(["download", "TRAIN", "--help"])
+    assert exit.value.code == 2
+    for name in download.DATASETS:  # every name it gives is one `data download` accepts
+        with pytest.raises(SystemExit) as exit:
+            data.main(["download", name, "--help"])
+        assert exit.value.code == 0

@@ -11,6 +11,7 @@ from PIL import Image
 
 from hematovision_core import explorer
 from hematovision_core.explorer import ALL, Filters
+from hematovision_core.model_io import ModelFolder
 from hematovision_core.split_predictions import SplitPredictions
 
 CLASSES = ("eosinophil", "lymphocyte", "neutrophil")
@@ -60,7 +61,8 @@ def test_list_datasets_finds_class_folders_and_split_folders(tmp_path):
 def test_split_options_offer_the_manifest_only_for_the_models_own_data(owning_classifier):
     assert explorer.split_options(owning_classifier, "pbc") == ["test", "val", "train", ALL]
     assert explorer.split_options(owning_classifier, "blood-cells/TRAIN") == [ALL]
-    assert explorer.model_dataset({"data": {"dataset": "pbc"}}) == "pbc"
+    assert ModelFolder.from_metadata({"classes": ["a", "b"], "data": {"dataset": "pbc"}}).dataset \
+        == "pbc"
 
 
 def test_split_source_reads_the_manifest_or_lists_the_folder(owning_classifier, small_data):

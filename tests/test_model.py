@@ -84,3 +84,43 @@ def test_loading_refuses_missing_or_mismatched_files(tiny_model_folder, tmp_path
     read_metadata(wrong_classes)  # the files match ...
     with pytest.raises(ModelFolderError, match="3 outputs"):
         Classifier.load(wrong_classes)  # ... but the model has 3 outputs, not 4
+
+
+def test_a_model_folder_is_read_and_hashed_once_per_version(tiny_model_folder, tmp_path,
+                                                            monkeypatch):
+    """`ModelFolder.read`: model.json parsed and model.keras / model.onnx hashed once, however
+    many pages, loaders and workers ask; a changed file is read again."""
+    import hashlib
+    import shutil
+
+    from hematovision_core import model_io
+    from hematovision_core.model_io import ModelFolder
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_folder, folder)
+    counts = {"sha256": 0, "parse": 0}
+    sha256, read_json = hashlib.sha256, model_io.read_json
+    monkeypatch.setattr(model_io, "hashlib", type("CountingHashlib", (), {"sha256": staticmethod(
+        lambda *args: counts.__setitem__("sha256", counts["sha256"] + 1) or sha256(*args))}))
+    monkeypatch.setattr(model_io, "read_json", lambda path: counts.__setitem__(
+        "parse", counts["parse"] + 1) or read_json(path))
+
+    first = ModelFolder.read(folder)
+    assert counts == {"sha256": 2, "parse": 1}  # model.keras and model.onnx, model.json
+    Classifier.load(folder)
+    read_metadata(folder)
+    model_io.list_model_folders(tmp_path)
+    assert ModelFolder.read(folder) is first and counts == {"sha256": 2, "parse": 1}
+    assert (first.name, first.classes, first.display_names) == (
+        "tiny-3class", ("eosinophil", "lymphocyte", "neutrophil"),
+        ("Eosinophil", "Lymphocyte", "Neutrophil"))
+    assert first.dataset is None and first.manifest is None  # trained on no dataset folder here
+
+    metadata = read_metadata(folder)  # a copy: changing it changes no reader's record
+    metadata["data"] = {"dataset": "pbc", "split_manifest": "split.csv"}
+    assert first.dataset is None
+    model_io.write_json(folder / "model.json", metadata)
+    (folder / "split.csv").write_text("path,label,split,sha1\n")
+    again = ModelFolder.read(folder)
+    assert counts["parse"] == 2 and counts["sha256"] == 2  # re-read; unchanged files not rehashed
+    assert again.dataset == "pbc" and again.manifest == folder / "split.csv"

@@ -12,6 +12,7 @@ from PIL import Image
 
 from hematovision_core import quiz
 from hematovision_core.quiz import Answer, QuizSpec
+from hematovision_core.model_io import ModelFolder
 from hematovision_core.quiz_pool import Candidate, manifest_pool, predicted_pool
 
 CLASSES = ["eosinophil", "lymphocyte", "neutrophil"]
@@ -232,18 +233,19 @@ def test_manifest_pool_uses_only_validation_and_test_images(tmp_path):
     model.mkdir()
     (model / "split.csv").write_text("\n".join(rows) + "\n")
     metadata = {"classes": CLASSES, "data": {"dataset": "pbc", "split_manifest": "split.csv"}}
-    pool = manifest_pool(model, metadata, data)
+    pool = manifest_pool(ModelFolder.from_metadata(metadata, model), data)
     assert len(pool) == 6
     assert all("/train" not in c.image_id and c.image_id.startswith("pbc/") for c in pool)
     assert all(c.path.is_file() for c in pool)
-    assert manifest_pool(tmp_path, metadata, data) == []  # no manifest, no pool
+    assert manifest_pool(ModelFolder.from_metadata(metadata, tmp_path),
+                         data) == []  # no manifest, no pool
 
 
 def test_predicted_pool_uses_the_explorers_cache_real_data(owning_model_folder, owning_classifier,
                                                             small_data, tmp_path, monkeypatch):
     from hematovision_core import split_predictions
 
-    pool = manifest_pool(owning_model_folder, owning_classifier.metadata, small_data)
+    pool = manifest_pool(owning_classifier.model_folder, small_data)
     assert len(pool) == 9  # 1 val + 2 test images per class
     seen = []
     first = predicted_pool(owning_classifier, pool, tmp_path, small_data,

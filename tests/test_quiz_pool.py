@@ -9,35 +9,36 @@ from pathlib import Path
 from PIL import Image
 
 from hematovision_core import explorer, quiz_pool
-from hematovision_core.model_io import read_metadata
+from hematovision_core.model_io import ModelFolder
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 def test_a_model_started_from_another_has_seen_both_datasets():
-    pbc = read_metadata(MODELS / "pbc-8class")
-    smears = read_metadata(MODELS / "blood-cells-4class")
-    assert quiz_pool.trained_on(MODELS / "pbc-8class", pbc) == {"pbc"}
-    assert quiz_pool.trained_on(MODELS / "blood-cells-4class", smears) == {"blood-cells/TRAIN",
+    pbc = ModelFolder.read(MODELS / "pbc-8class")
+    smears = ModelFolder.read(MODELS / "blood-cells-4class")
+    assert quiz_pool.trained_on(pbc) == {"pbc"}
+    assert quiz_pool.trained_on(smears) == {"blood-cells/TRAIN",
                                                                          "pbc"}
 
 
 def test_only_never_seen_folders_sharing_a_class_are_offered(shared_data, tmp_path):
     datasets = explorer.list_datasets(shared_data)
     assert set(datasets) >= {"pbc", "blood-cells/TRAIN"}
-    pbc = read_metadata(MODELS / "pbc-8class")
-    assert quiz_pool.unseen_datasets(MODELS / "pbc-8class", pbc, datasets,
+    pbc = ModelFolder.read(MODELS / "pbc-8class")
+    assert quiz_pool.unseen_datasets(pbc, datasets,
                                      shared_data) == ["blood-cells/TRAIN"]
-    smears = read_metadata(MODELS / "blood-cells-4class")
-    assert quiz_pool.unseen_datasets(MODELS / "blood-cells-4class", smears, datasets,
+    smears = ModelFolder.read(MODELS / "blood-cells-4class")
+    assert quiz_pool.unseen_datasets(smears, datasets,
                                      shared_data) == []
     # Without the model it started from at hand, PBC counts as never seen.
     alone = tmp_path / "models" / "blood-cells-4class"
     shutil.copytree(MODELS / "blood-cells-4class", alone)
-    assert quiz_pool.unseen_datasets(alone, smears, datasets, shared_data) == ["pbc"]
+    assert quiz_pool.unseen_datasets(ModelFolder.from_metadata(smears.metadata, alone), datasets,
+                                     shared_data) == ["pbc"]
     # A model trained on the whole data folder has seen everything in it.
-    everything = dict(pbc, data={"dataset": "."})
-    assert quiz_pool.unseen_datasets(None, everything, datasets, shared_data) == []
+    everything = ModelFolder.from_metadata(dict(pbc.metadata, data={"dataset": "."}))
+    assert quiz_pool.unseen_datasets(everything, datasets, shared_data) == []
 
 
 def test_a_folder_without_the_models_classes_is_not_offered(tmp_path):
@@ -48,7 +49,8 @@ def test_a_folder_without_the_models_classes_is_not_offered(tmp_path):
     # lab-d has the class folder but no image in it
     metadata = {"classes": ["eosinophil", "neutrophil"], "data": {"dataset": "pbc"}}
     datasets = explorer.list_datasets(tmp_path)
-    assert quiz_pool.unseen_datasets(None, metadata, datasets, tmp_path) == ["lab-c"]
+    assert quiz_pool.unseen_datasets(ModelFolder.from_metadata(metadata), datasets,
+                                     tmp_path) == ["lab-c"]
 
 
 def test_folder_pool_holds_every_image_of_the_models_classes(shared_data):

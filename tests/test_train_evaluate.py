@@ -10,7 +10,7 @@ import os
 import pytest
 
 from hematovision_core import evaluate, train
-from hematovision_core.model_io import read_metadata
+from hematovision_core.model_io import ModelFolder, read_metadata
 from hematovision_core.predict import Classifier
 
 
@@ -148,7 +148,7 @@ def test_evaluate_record_stores_figures_in_model_json_real_data(tiny_model_folde
                           "--record", "augmented_test"]) == 0
     metadata = read_metadata(folder)  # still a valid folder: the model file is untouched
     assert metadata["metrics"]["augmented_test"]["n"] == 2
-    headline = model_card.headline_metrics(metadata)
+    headline = model_card.headline_metrics(ModelFolder.from_metadata(metadata))
     assert list(headline["split"]) == ["test, rotated copies"]
     assert headline["images"].iloc[0] == 2
 

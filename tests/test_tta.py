@@ -1,10 +1,9 @@
 """Test-time augmentation: a model folder with `"tta": "dihedral"` averages its logits over the
-8 flips and rotations of the square, in `Classifier` and in the explorer's forward pass alike."""
+8 flips and rotations of the square, on arrays and on image files (`Classifier.infer`)."""
 
 import numpy as np
 import pytest
 
-from hematovision_core import split_predictions
 from hematovision_core.model_io import ModelFolderError
 from hematovision_core.predict import Classifier
 
@@ -52,12 +51,18 @@ def test_batches_split_the_same_with_tta(averaged):
                                rtol=1e-3, atol=1e-15)
 
 
-def test_explorer_forward_agrees_with_classifier(averaged, small_data):
+def test_one_path_averages_the_eight_views_of_each_file(tiny_classifier, averaged, small_data):
+    """`Classifier.infer` (every caller's path, the explorer's included) on image files: its
+    logits and pooled features are the means over the 8 views of each decoded image."""
     paths = sorted((small_data / "pbc").glob("*/*.jpg"))[:4]
-    features, logits, kept = split_predictions.run_model(averaged, paths)
-    assert list(kept) == [0, 1, 2, 3] and features.shape == (4, 1280)
-    expected = averaged.logits(np.stack([averaged.prepare(p) for p in paths]))
-    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-15)
+    inference = averaged.infer(paths, features=True, batch_size=16, decode_threads=2)
+    assert list(inference.kept) == [0, 1, 2, 3] and inference.pooled.shape == (4, 1280)
+    batch = np.stack([tiny_classifier.prepare(p) for p in paths])
+    views = [tiny_classifier.forward(np.ascontiguousarray(view)) for view in _dihedral_numpy(batch)]
+    np.testing.assert_allclose(inference.logits, np.mean([v.logits for v in views], axis=0),
+                               rtol=1e-3, atol=1e-15)
+    np.testing.assert_allclose(inference.pooled, np.mean([v.pooled for v in views], axis=0),
+                               rtol=1e-3, atol=1e-6)
 
 
 def test_unknown_tta_mode_is_refused(tiny_classifier):
