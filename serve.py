@@ -49,6 +49,10 @@ def start_memory_janitor(interval_s: float = JANITOR_SECONDS) -> None:
     import session_reaper
 
     def tidy() -> None:
+        for _ in range(120):  # hook the session store as soon as Streamlit's runtime exists
+            if session_reaper.install():
+                break
+            time.sleep(1)
         while True:
             time.sleep(interval_s)
             try:  # closed tabs' sessions, which Streamlit keeps otherwise

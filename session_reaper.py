@@ -3,9 +3,9 @@
 Streamlit keeps a closed tab's session for `server.disconnectedSessionTTL` seconds (2 minutes), so
 a student whose Wi-Fi drops gets their quiz back. It keeps them in a TTL cache that removes an
 expired entry only when the cache is next written to, and it never shuts the removed session down
-(streamlit/streamlit#12506): after a lecture the last 128 students' sessions (their quiz, their
-classified uploads, their media files) stayed in memory until someone else opened the app, 60 to
-110 MiB on this server. `serve.py`'s janitor calls `shut_down_expired_sessions` once a minute: it makes the cache shut
+(streamlit/streamlit#12506); nor does it shut down the sessions it drops when it holds 128 and
+another tab closes. After a lecture the students' sessions (their quiz, their classified uploads,
+their media files) stayed in memory, 60 to 110 MiB on this server. `serve.py`'s janitor calls `shut_down_expired_sessions` once a minute: it makes the cache shut
 down whatever it expires (`install`), then expires what is due.
 
 This reaches into Streamlit's session manager (`_session_storage._cache.expire`, `_storage_lock`,
@@ -47,8 +47,9 @@ def _session_cache(manager):
 
 
 def install(manager=None) -> bool:
-    """Make every expiry of the stored sessions shut them down, including the expiry Streamlit
-    runs itself before storing another closed tab's session. Idempotent; False if not possible."""
+    """Make the cache shut down every session it drops: on expiry (including the expiry it runs
+    itself before storing another closed tab's session) and when it is full (128 sessions: a
+    lecture hall ending drops the oldest). Idempotent; False if not possible."""
     manager = manager if manager is not None else session_manager()
     cache = _session_cache(manager)
     if cache is None:
@@ -65,7 +66,16 @@ def install(manager=None) -> bool:
             log.info("Shut down %d session(s) of closed tabs.", len(removed))
         return removed
 
+    evict_only = getattr(cache, "_evict_lru", None)  # called by each write to a full cache
+
+    def evict_and_shut_down(*args, **kwargs):
+        info = evict_only(*args, **kwargs)
+        _shut_down(info)
+        return info
+
     cache.expire = expire_and_shut_down
+    if callable(evict_only):
+        cache._evict_lru = evict_and_shut_down
     cache._shuts_down_expired = True
     return True
 

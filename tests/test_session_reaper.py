@@ -55,6 +55,16 @@ def test_the_expiry_streamlit_runs_when_storing_a_session_shuts_the_expired_down
     assert storage.get("recent") is not None and len(storage.list()) == 1
 
 
+def test_a_full_cache_shuts_down_the_session_it_drops_for_a_new_one():
+    storage = MemorySessionStorage(maxsize=2, ttl_seconds=60)
+    assert install(manager_with(storage))
+    sessions = [FakeSession(f"tab-{n}") for n in range(3)]
+    for session in sessions:
+        storage.save(SessionInfo(client=None, session=session, script_run_count=1))
+    assert [s.shut_down.is_set() for s in sessions] == [True, False, False]
+    assert {info.session.id for info in storage.list()} == {"tab-1", "tab-2"}
+
+
 def test_a_session_still_within_its_reconnect_time_is_kept_and_can_come_back():
     storage = MemorySessionStorage(maxsize=128, ttl_seconds=60)
     waiting = FakeSession("waiting")
