@@ -75,6 +75,14 @@ def listening(port: int) -> bool:
 
 
 @needs_nginx
+def ctrl_c_as_in_a_terminal() -> None:
+    """Give the script Ctrl-C's default action, as a terminal's shell does. A suite started in the
+    background (`cmd &` in a script) inherits SIGINT ignored, and bash cannot trap a signal that was
+    ignored when it started: the script then never stopped, and its replicas kept the test's pipe
+    open for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(shared_data, tmp_path,
                                                                             monkeypatch):
     first = free_block()
@@ -84,7 +92,7 @@ def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(sha
     env = dict(os.environ, HV_LISTEN=f"127.0.0.1:{first}", HV_FIRST_PORT=str(first + 1))
     script = subprocess.Popen(["bash", str(RUN_LOCAL), "2"], cwd=REPO_ROOT, env=env,
                               start_new_session=True, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     url = f"http://127.0.0.1:{first}"
     try:
         wait_healthy(url, timeout=240)  # both replicas warm, then nginx
