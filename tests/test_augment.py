@@ -56,7 +56,8 @@ def test_crosslab_views_vary_stain_zoom_and_sharpness_but_keep_a_centred_cell():
     """A dark disc on a pale field: crosslab views differ in darkness, size and edge sharpness,
     and the disc stays at the centre (zoom is about the centre)."""
     yy, xx = np.mgrid[:96, :96]
-    disc = np.where(((yy - 48) ** 2 + (xx - 48) ** 2 < 20 ** 2)[..., None], [90, 40, 140], [235, 225, 230])
+    inside = ((yy - 48) ** 2 + (xx - 48) ** 2 < 20 ** 2)[..., None]
+    disc = np.where(inside, [90, 40, 140], [235, 225, 230])
     pixels = disc.astype(np.uint8)
     rng = np.random.default_rng(3)
     views = [augment(pixels, "crosslab", rng) for _ in range(24)]
