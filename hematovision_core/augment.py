@@ -5,6 +5,9 @@
   differences in staining and illumination.
 - "smear": whole-field smears (blood-cells). The labelled cell can be anywhere, so rotate by any
   angle, shift, shear and flip, as the public dataset's own augmentations did.
+- "crosslab": single-cell crops meant to survive another lab: the cell profile's symmetries, then
+  a stain strength, hue and saturation of another staining, a zoom of another magnification or
+  crop, and the blur and JPEG loss of a lower-resolution camera (issue 15, cross-lab training).
 
 All functions take and return uint8 (H, W, 3) arrays, before `scale_pixels`.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-PROFILES = ("cell", "smear")
+PROFILES = ("cell", "smear", "crosslab")
 
 
 def dihedral(pixels: np.ndarray, index: int) -> np.ndarray:
@@ -64,10 +67,41 @@ def random_field_transform(pixels: np.ndarray, rng: np.random.Generator) -> np.n
     return np.ascontiguousarray(out[:, ::-1]) if rng.random() < 0.5 else out
 
 
+def random_zoom(pixels: np.ndarray, rng: np.random.Generator, low: float = 0.8,
+                high: float = 2.2) -> np.ndarray:
+    """Zoom by a log-uniform factor in [low, high] about the centre, same size out: a cell drawn
+    larger (cropped) or smaller (borders reflected), as another magnification or crop shows it."""
+    height, width = pixels.shape[:2]
+    factor = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), 0.0, factor)
+    return cv2.warpAffine(pixels, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT_101)
+
+
+def stain_scale_blur(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The "crosslab" profile: a dihedral symmetry, zoom x [0.8, 2.2] (a white-cell crop of a
+    smear shows the cell about twice as large as PBC's images), stain density x [0.65, 1.5], hue
+    +-25 degrees, saturation x [0.5, 1.3], half the time a Gaussian blur (sigma 0.5-2.5 px at
+    model size), a third of the time JPEG at quality 30-90, then the mild colour jitter."""
+    from hematovision_core import perturb
+
+    out = random_zoom(dihedral(pixels, int(rng.integers(8))), rng)
+    out = perturb.stain(out, float(np.exp(rng.uniform(np.log(0.65), np.log(1.5)))))
+    out = perturb.saturation(perturb.hue(out, float(rng.uniform(-25, 25))),
+                             float(rng.uniform(0.5, 1.3)))
+    if rng.random() < 0.5:
+        out = perturb.blur(out, float(rng.uniform(0.5, 2.5)))
+    if rng.random() < 1 / 3:
+        out = perturb.jpeg(out, float(rng.integers(30, 91)))
+    return colour_jitter(out, rng, strength=0.12)
+
+
 def augment(pixels: np.ndarray, profile: str, rng: np.random.Generator) -> np.ndarray:
     """A random augmented view of one image for the given dataset profile."""
     if profile == "cell":
         return colour_jitter(dihedral(pixels, int(rng.integers(8))), rng)
     if profile == "smear":
         return colour_jitter(random_field_transform(pixels, rng), rng)
+    if profile == "crosslab":
+        return stain_scale_blur(pixels, rng)
     raise ValueError(f"Unknown augmentation profile {profile!r}; choose one of {PROFILES}")

@@ -25,7 +25,6 @@ import numpy as np
 
 from hematovision_core import data as datasets
 from hematovision_core import train
-from hematovision_core.evaluate import record_probabilities
 from hematovision_core.metrics import balanced_accuracy, confusion_matrix, per_class_scores
 from hematovision_core.model_io import record_metrics, write_json
 
@@ -54,15 +53,20 @@ def fold_records(records, fold_numbers, fold: int):
 
 
 def out_of_fold_predictions(model_folder: Path, records, root: Path, fold: int) -> list[dict]:
-    """The fold model's answer on each of its validation images (TTA and calibration included)."""
+    """The fold model's answer on each of its validation images (TTA and calibration included),
+    with its uncalibrated logits (TTA averaged, as served), so that a temperature can be fit on
+    every development image's out-of-fold answer afterwards (recalibrate.py --crossval)."""
+    from hematovision_core.calibration import apply_temperature
     from hematovision_core.predict import Classifier
 
     classifier = Classifier.load(model_folder)
-    kept, probabilities, _ = record_probabilities(classifier,
-                                                  [r for r in records if r.split == "val"])
+    kept = [r for r in records if r.split == "val"]
+    logits = train.served_logits(classifier, kept)
+    probabilities = apply_temperature(logits, classifier.temperature)
     return [{"path": Path(r.path).relative_to(root).as_posix(), "fold": fold, "label": r.label,
-             "predicted": classifier.classes[int(p.argmax())], "confidence": float(p.max())}
-            for r, p in zip(kept, probabilities)]
+             "predicted": classifier.classes[int(p.argmax())], "confidence": float(p.max()),
+             "logits": [round(float(v), 5) for v in z]}
+            for r, p, z in zip(kept, probabilities, logits)]
 
 
 # What every fold's run changes in the recipe, unless the command line says otherwise: the fold

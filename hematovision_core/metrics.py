@@ -47,16 +47,22 @@ def top_k_accuracy(y_true, probabilities: np.ndarray, k: int = 2) -> float:
     return float(np.mean([t in row for t, row in zip(np.asarray(y_true), top_k)]))
 
 
-def expected_calibration_error(y_true, probabilities: np.ndarray, bins: int = 15) -> float:
-    """ECE: the confidence-weighted gap between confidence and accuracy, over equal-width bins."""
+def expected_calibration_error(y_true, probabilities: np.ndarray, bins: int = 15,
+                               sample_weight=None) -> float:
+    """ECE: the confidence-weighted gap between confidence and accuracy, over equal-width bins.
+    `sample_weight` (optional, one per row) weighs images, e.g. so that each class counts as in
+    a class-balanced test set."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    weight = np.ones(len(confidence)) if sample_weight is None else np.asarray(sample_weight, float)
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
     for low, high in zip(edges[:-1], edges[1:]):
         in_bin = (confidence > low) & (confidence <= high)
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+        if in_bin.any() and weight[in_bin].sum() > 0:
+            w = weight[in_bin]
+            ece += w.sum() / weight.sum() * abs(np.average(correct[in_bin], weights=w)
+                                                - np.average(confidence[in_bin], weights=w))
     return float(ece)
 
 

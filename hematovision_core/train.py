@@ -72,7 +72,7 @@ class TrainConfig:
     out: Path  # model folder to write, e.g. models/pbc-8class
     name: str | None = None  # model name in model.json; None: the out folder's name
     # augment.PROFILES: "cell" flips/90-degree rotations + colour jitter; "smear" rotation,
-    # shift, shear, flips (whole fields, before the crop)
+    # shift, shear, flips (whole fields, before the crop); "crosslab" cell + stain, zoom, blur, JPEG
     augment: str = "cell"
     crop: str = "none"  # localize.CROP_MODES: "white-cell" crops a smear around its white cell
     views: int = 4  # augmented views cached per training image
@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="model folder to write, e.g. models/pbc-8class")
     p.add_argument("--name", help="model name (default: the --out folder's name)")
     p.add_argument("--augment", choices=PROFILES,
-                   help="cell: flips/90-degree rotations + colour jitter; smear: rotation, shift, shear, flips")
+                   help="cell: flips/90-degree rotations + colour jitter; smear: rotation, shift, "
+                        "shear, flips; crosslab: cell + stain, zoom, blur and JPEG of another lab")
     p.add_argument("--crop", choices=CROP_MODES,
                    help="white-cell: crop whole-field smears around the stained white cell")
     p.add_argument("--views", type=int, help="augmented views cached per training image")

@@ -13,7 +13,7 @@ def test_dihedral_gives_eight_distinct_symmetries():
     assert np.array_equal(dihedral(pixels, 0), pixels)
 
 
-@pytest.mark.parametrize("profile", ["cell", "smear"])
+@pytest.mark.parametrize("profile", ["cell", "smear", "crosslab"])
 def test_augment_keeps_shape_dtype_and_changes_pixels(profile):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
@@ -50,3 +50,21 @@ def test_smear_views_are_augmented_whole_then_cropped_real_data(shared_data):
         assert view.shape == (96, 96, 3) and view.dtype == np.uint8
         ys, xs = np.nonzero(purple_mask(view))
         assert abs(xs.mean() - 48) < 20 and abs(ys.mean() - 48) < 20
+
+
+def test_crosslab_views_vary_stain_zoom_and_sharpness_but_keep_a_centred_cell():
+    """A dark disc on a pale field: crosslab views differ in darkness, size and edge sharpness,
+    and the disc stays at the centre (zoom is about the centre)."""
+    yy, xx = np.mgrid[:96, :96]
+    inside = ((yy - 48) ** 2 + (xx - 48) ** 2 < 20 ** 2)[..., None]
+    disc = np.where(inside, [90, 40, 140], [235, 225, 230])
+    pixels = disc.astype(np.uint8)
+    rng = np.random.default_rng(3)
+    views = [augment(pixels, "crosslab", rng) for _ in range(24)]
+    dark = [(v.mean(axis=2) < 150) for v in views]
+    areas = [d.sum() for d in dark]
+    assert max(areas) > 1.4 * min(areas)  # zoomed in and out
+    assert np.ptp([v[48, 48].astype(int).sum() for v in views]) > 40  # stain and hue vary
+    for d in dark:
+        ys, xs = np.nonzero(d)
+        assert abs(ys.mean() - 48) < 3 and abs(xs.mean() - 48) < 3

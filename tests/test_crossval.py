@@ -72,6 +72,8 @@ def test_crossval_scores_every_development_image_once_real_data(small_data, tmp_
     assert sum(p["label"] == p["predicted"] for p in predictions) == sum(
         matrix[i][i] for i in range(len(matrix)))
     assert all(0 < p["confidence"] <= 1 and p["fold"] in (0, 1) for p in predictions)
+    # ... with its uncalibrated logits, for a temperature fit on all of them (recalibrate).
+    assert all(len(p["logits"]) == len(matrix) for p in predictions)
     # The model trained with this recipe records the figures, without the per-image list.
     recorded = read_metadata(recipe_model)["metrics"]["cross_validation"]
     assert recorded["n"] == report["n"] and recorded["accuracy"] == report["accuracy"]
