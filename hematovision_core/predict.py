@@ -140,8 +140,9 @@ class Classifier:
         return preprocess(source, self.input_size, self.crop)
 
     def warm_up(self) -> None:
-        """Run the forward pass once so the first user does not pay for ONNX Runtime's set-up."""
-        self.forward(np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+        """Run the forward pass once so the first user does not pay for ONNX Runtime's set-up
+        (`OnnxModel.warm_up`)."""
+        self.runtime.warm_up()
 
     def forward(self, batch: np.ndarray, batch_size: int = 32) -> ForwardPass:
         """(N, size, size, 3) preprocessed images -> logits and pooled features (TTA averaged)

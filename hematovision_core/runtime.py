@@ -38,6 +38,15 @@ _model_work = threading.BoundedSemaphore(MODEL_WORK_SLOTS)
 _waiting = 0  # threads queued for a slot, for "n ahead of you" notices
 _waiting_lock = threading.Lock()
 
+# ONNX Runtime's CPU arena grows to the largest pass it has run and keeps that memory for the
+# life of the process. Measured on pbc-8class (2 cores, `python -m benchmarks.pass_size`): RSS
+# after passes of 1, 8 and 32 images 83, 172 and 463 MiB, while throughput is flat from 4 images
+# up (140-170 images/s). So a pass carries at most PASS_INPUTS images (one image's 8 dihedral
+# views) and a longer batch runs as several passes, each taking a slot (an explorer batch no
+# longer holds the cores for 200 ms while an upload waits). The warm-up runs one full pass, so
+# the arena has its working size before the first visitor and does not grow with a lecture.
+PASS_INPUTS = 8
+
 
 @contextlib.contextmanager
 def model_work_slot() -> Iterator[None]:
@@ -104,8 +113,22 @@ class OnnxModel:
         return cls(Path(folder) / RUNTIME_FILE)
 
     def run(self, batch: np.ndarray) -> ForwardPass:
-        """(N, size, size, 3) float32 in [-1, 1] -> the three outputs, under a model-work slot."""
+        """(N, size, size, 3) float32 in [-1, 1] -> the three outputs, in passes of at most
+        PASS_INPUTS images, each under a model-work slot."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if len(batch) <= PASS_INPUTS:
+            return self._pass(batch)
+        parts = [self._pass(batch[start:start + PASS_INPUTS])
+                 for start in range(0, len(batch), PASS_INPUTS)]
+        return ForwardPass(*(np.concatenate([getattr(part, name) for part in parts])
+                             for name in ("logits", "pooled", "class_maps")))
+
+    def warm_up(self) -> None:
+        """One full pass: ONNX Runtime's set-up, and its arena at the size every later pass
+        needs (see PASS_INPUTS)."""
+        self.run(np.zeros((PASS_INPUTS, self.input_size, self.input_size, 3), np.float32))
+
+    def _pass(self, batch: np.ndarray) -> ForwardPass:
         with model_work_slot():
             logits, pooled, class_maps = self.session.run(list(self.OUTPUTS),
                                                           {self.input_name: batch})

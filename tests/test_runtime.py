@@ -117,3 +117,24 @@ def test_concurrent_passes_share_the_server_wide_slots(tiny_classifier, monkeypa
     for thread in threads:
         thread.join()
     assert 1 <= most[0] <= runtime.MODEL_WORK_SLOTS
+
+
+def test_a_long_batch_runs_in_passes_of_pass_inputs_with_the_same_outputs(tiny_classifier,
+                                                                         monkeypatch):
+    """ONNX Runtime's arena keeps the largest pass's memory, so no pass carries more than
+    PASS_INPUTS images; splitting changes no output."""
+    sizes = []
+    session_run = tiny_classifier.runtime.session.run
+
+    def recording_run(names, feeds, *args):
+        sizes.append(len(next(iter(feeds.values()))))
+        return session_run(names, feeds, *args)
+
+    batch = _random_images(runtime.PASS_INPUTS * 2 + 3, seed=3)
+    one_by_one = [tiny_classifier.runtime.run(image[None]) for image in batch]
+    monkeypatch.setattr(tiny_classifier.runtime.session, "run", recording_run)
+    together = tiny_classifier.runtime.run(batch)
+    assert sizes == [runtime.PASS_INPUTS, runtime.PASS_INPUTS, 3]
+    for name in ("logits", "pooled", "class_maps"):
+        expected = np.concatenate([getattr(single, name) for single in one_by_one])
+        np.testing.assert_allclose(getattr(together, name), expected, atol=LOGITS_TOLERANCE)
