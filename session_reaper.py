@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,35 @@ def install(manager=None) -> bool:
     return True
 
 
-def shut_down_expired_sessions(manager=None) -> int:
+def shut_down_expired_sessions(manager=None, wait_s: float = 10.0) -> int:
     """Remove the stored sessions whose reconnect time is over and shut each down as Streamlit
     does for a tab closed for good (its uploads, media files and script thread released), without
-    waiting for the next closed tab to make the cache look. Returns how many were shut down."""
+    waiting for the next closed tab to make the cache look, and waits (up to wait_s) until the
+    server's event loop has run those shutdowns. Returns how many were shut down."""
     manager = manager if manager is not None else session_manager()
     if not install(manager):
         return 0
     # The manager reads and writes this cache under its lock from the server's event loop.
     with getattr(manager, "_storage_lock", None) or contextlib.nullcontext():
-        return len(_session_cache(manager).expire())
+        removed = _session_cache(manager).expire()
+    _wait_for_shutdowns(removed, wait_s)
+    return len(removed)
+
+
+def _wait_for_shutdowns(removed, timeout_s: float) -> None:
+    """Return once each event loop handed a shutdown has run it (callbacks run in order, so a
+    marker queued after them runs after them), at most timeout_s per loop: the janitor's
+    collection and `malloc_trim` that follow then free those sessions' memory, not a minute
+    later. Call it from another thread than the loop's (the janitor's), never from the loop."""
+    loops = {}
+    for _, info in removed:
+        loop = getattr(getattr(info, "session", None), "_event_loop", None)
+        if loop is not None and not loop.is_closed():
+            loops[id(loop)] = loop
+    for loop in loops.values():
+        ran = threading.Event()
+        try:
+            loop.call_soon_threadsafe(ran.set)
+        except RuntimeError:  # the loop closed meanwhile: nothing left to wait for
+            continue
+        ran.wait(timeout_s)
