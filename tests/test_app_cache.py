@@ -119,3 +119,21 @@ def test_a_second_page_run_scans_parses_and_hashes_nothing(page, counted, monkey
     at.run()
     assert not at.exception
     assert counted == first, f"the second run repeated work: {first} -> {counted}"
+
+
+def test_the_servers_warm_up_builds_the_quiz_pool_the_first_quiz_run_needs(
+        counted, monkeypatch, owning_model_folder, small_data, tmp_path):
+    """A lecture hall's first Quiz runs find the pool built: serve.py's warm-up made it."""
+    import app_support
+    from hematovision_core import explain_pool
+
+    monkeypatch.setenv("HEMATOVISION_MODELS", str(owning_model_folder.parent))
+    monkeypatch.setenv("HEMATOVISION_DATA", str(small_data))
+    monkeypatch.setenv("HEMATOVISION_VAR", str(tmp_path / "var"))
+    monkeypatch.setattr(explain_pool, "start", lambda folders: None)  # no TensorFlow workers
+    app_cache.clear()
+    assert app_support.warm_up_server(app_support.get_settings()) == [owning_model_folder.name]
+    assert counted["manifest_pool"] == 1
+    at = AppTest.from_file(str(REPO_ROOT / "pages/2_Quiz.py"), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert counted["manifest_pool"] == 1  # the page's first run built no pool of its own
