@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from hematovision_core.preprocessing import load_image, model_view, resize_for_model, scale_pixels
+from hematovision_core.preprocessing import load_image
 
 THUMBNAIL_SIZE = 128  # pixels, square; the gallery shows 6 to a row
 DISPLAY_SIZE = 1024  # pixels, the longer side of a display copy
@@ -110,9 +110,10 @@ def heatmap_overlay(cache_dir: Path, classifier, image_path: Path, class_index: 
     if not target.is_file():
         from hematovision_core.heatmap import overlay
 
-        view = model_view(image_path, crop)  # also decodes through load_image
-        pixels = resize_for_model(view, classifier.input_size)  # uint8 (S, S, 3)
-        class_maps = classifier.forward(scale_pixels(pixels)[None]).class_maps[0]
+        # The one inference path: decoded, checked and cropped as in training; `inputs` gives
+        # the uint8 (S, S, 3) image the model saw and its class maps (the image as given).
+        seen = classifier.infer([image_path], inputs=True, skip_unreadable=False)
+        pixels, class_maps = seen.inputs[0], seen.class_maps[0]
         blended = overlay(pixels, classifier.heatmap(class_maps, class_index), opacity=opacity)
         _save_atomically(Image.fromarray(np.asarray(blended, dtype=np.uint8)), target)
     return target

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hematovision_core import thumbnails
+from hematovision_core import predict, thumbnails
 from hematovision_core.preprocessing import ImageError
 from hematovision_core.predict import Classifier
 from synthetic import cell_image
@@ -63,7 +63,10 @@ def test_a_display_copy_shows_a_16_bit_tiff_as_8_bit_rgb(tmp_path, monkeypatch):
 def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data, tmp_path,
                                                   monkeypatch):
     image = next((small_data / "pbc" / "eosinophil").iterdir())
-    loads = counting_loads(monkeypatch, "model_view")
+    loads = []  # decodes: the overlay goes through the one inference path (`Classifier.infer`)
+    decode = predict.model_view
+    monkeypatch.setattr(predict, "model_view",
+                        lambda source, *rest: loads.append(source) or decode(source, *rest))
     first = thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0)
     assert thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0) == first
     assert len(loads) == 1
