@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.explorer import cpu_seconds
 from hematovision_core.config import Settings
 from hematovision_core.explorer import list_images
 from hematovision_core.predict import Classifier
@@ -34,11 +35,6 @@ from hematovision_core.preprocessing import scale_pixels
 from hematovision_core.split_predictions import BATCH_SIZE, DECODE_THREADS, run_model
 
 TARGET_RATIO = 2.5
-
-
-def cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def strided_sample(root: Path, count: int) -> list[Path]:

@@ -21,7 +21,6 @@ from pathlib import Path
 CHILD = r"""
 import ctypes, json, statistics, sys, time
 import numpy as np
-import onnxruntime
 from hematovision_core.runtime import OnnxModel
 size, folder = int(sys.argv[1]), sys.argv[2]
 model = OnnxModel.load(folder)

@@ -161,8 +161,7 @@ class Classifier:
         if not parts:
             return self.runtime.run(np.zeros((0, self.input_size, self.input_size, 3),
                                              np.float32))
-        return ForwardPass(*(np.concatenate([getattr(p, name) for p in parts])
-                             for name in ("logits", "pooled", "class_maps")))
+        return ForwardPass.concatenate(parts)
 
     def logits(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """(N, size, size, 3) preprocessed images -> (N, num_classes) uncalibrated logits."""

@@ -40,8 +40,8 @@ _waiting_lock = threading.Lock()
 
 # ONNX Runtime's CPU arena grows to the largest pass it has run and keeps that memory for the
 # life of the process. Measured on pbc-8class (2 cores, `python -m benchmarks.pass_size`): RSS
-# after passes of 1, 8 and 32 images 83, 172 and 463 MiB, while throughput is flat from 4 images
-# up (140-170 images/s). So a pass carries at most PASS_INPUTS images (one image's 8 dihedral
+# after passes of 1, 8 and 32 images 87, 170 and 456 MiB, while throughput is flat from 4 images
+# up (in each run; 100-170 images/s across runs on this shared machine). So a pass carries at most PASS_INPUTS images (one image's 8 dihedral
 # views) and a longer batch runs as several passes, each taking a slot (an explorer batch no
 # longer holds the cores for 200 ms while an upload waits). The warm-up runs one full pass, so
 # the arena has its working size before the first visitor and does not grow with a lecture.
@@ -75,6 +75,12 @@ class ForwardPass:
     logits: np.ndarray  # (N, num_classes) float32, uncalibrated
     pooled: np.ndarray  # (N, 1280) float32: global average pool of the last block
     class_maps: np.ndarray  # (N, h, w, num_classes) float32: class evidence per position (CAM)
+
+    @classmethod
+    def concatenate(cls, parts: list["ForwardPass"]) -> "ForwardPass":
+        """The outputs of consecutive passes as one, in order."""
+        return cls(*(np.concatenate([getattr(part, name) for part in parts])
+                     for name in ("logits", "pooled", "class_maps")))
 
 
 class OnnxModel:
@@ -118,10 +124,8 @@ class OnnxModel:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if len(batch) <= PASS_INPUTS:
             return self._pass(batch)
-        parts = [self._pass(batch[start:start + PASS_INPUTS])
-                 for start in range(0, len(batch), PASS_INPUTS)]
-        return ForwardPass(*(np.concatenate([getattr(part, name) for part in parts])
-                             for name in ("logits", "pooled", "class_maps")))
+        return ForwardPass.concatenate([self._pass(batch[start:start + PASS_INPUTS])
+                                        for start in range(0, len(batch), PASS_INPUTS)])
 
     def warm_up(self) -> None:
         """One full pass: ONNX Runtime's set-up, and its arena at the size every later pass

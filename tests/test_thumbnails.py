@@ -15,11 +15,11 @@ from hematovision_core.predict import Classifier
 from synthetic import cell_image
 
 
-def counting_loads(monkeypatch, name: str = "load_image") -> list:
-    """Count calls of the decoding function `name` that `thumbnails` uses."""
+def counting_loads(monkeypatch, name: str = "load_image", module=thumbnails) -> list:
+    """Count calls of the decoding function `name` that `module` uses."""
     calls = []
-    original = getattr(thumbnails, name)
-    monkeypatch.setattr(thumbnails, name,
+    original = getattr(module, name)
+    monkeypatch.setattr(module, name,
                         lambda path, *rest: calls.append(path) or original(path, *rest))
     return calls
 
@@ -63,10 +63,8 @@ def test_a_display_copy_shows_a_16_bit_tiff_as_8_bit_rgb(tmp_path, monkeypatch):
 def test_a_heatmap_overlay_is_made_once_per_model(owning_classifier, small_data, tmp_path,
                                                   monkeypatch):
     image = next((small_data / "pbc" / "eosinophil").iterdir())
-    loads = []  # decodes: the overlay goes through the one inference path (`Classifier.infer`)
-    decode = predict.model_view
-    monkeypatch.setattr(predict, "model_view",
-                        lambda source, *rest: loads.append(source) or decode(source, *rest))
+    # Decodes: the overlay goes through the one inference path (`Classifier.infer`).
+    loads = counting_loads(monkeypatch, "model_view", module=predict)
     first = thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0)
     assert thumbnails.heatmap_overlay(tmp_path, owning_classifier, image, class_index=0) == first
     assert len(loads) == 1
