@@ -41,10 +41,11 @@ _waiting_lock = threading.Lock()
 # ONNX Runtime's CPU arena grows to the largest pass it has run and keeps that memory for the
 # life of the process. Measured on pbc-8class (2 cores, `python -m benchmarks.pass_size`): RSS
 # after passes of 1, 8 and 32 images 87, 170 and 456 MiB, while throughput is flat from 4 images
-# up (in each run; 100-170 images/s across runs on this shared machine). So a pass carries at most PASS_INPUTS images (one image's 8 dihedral
-# views) and a longer batch runs as several passes, each taking a slot (an explorer batch no
-# longer holds the cores for 200 ms while an upload waits). The warm-up runs one full pass, so
-# the arena has its working size before the first visitor and does not grow with a lecture.
+# up within each run (100-170 images/s across runs on this shared machine). So a pass carries at
+# most PASS_INPUTS images (one image's 8 dihedral views) and a longer batch runs as several
+# passes, each taking a slot (an explorer batch no longer holds the cores for 200 ms while an
+# upload waits). The warm-up runs one full pass, so the arena has its working size before the
+# first visitor and does not grow with a lecture.
 PASS_INPUTS = 8
 
 
