@@ -234,8 +234,14 @@ def select_candidates(pool: Sequence[Candidate], difficulty: str,
     return wrong + hesitant + extra
 
 
-def balanced_order(candidates: Sequence[Candidate], rng: np.random.RandomState) -> list[Candidate]:
-    """Shuffle within each class, then deal one image per class per round, classes in random order."""
+def balanced_order(candidates: Sequence[Candidate], rng: np.random.RandomState,
+                   limit: int | None = None) -> list[Candidate]:
+    """Shuffle within each class, then deal one image per class per round, classes in random order.
+
+    Dealing stops at `limit` images: the order up to there is the same, and a lecture hall
+    starting a practice quiz (200 questions) from 4,616 images at once spent a quarter of the
+    server's time dealing the rest (py-spy during `python -m benchmarks.load --journey quiz`).
+    """
     # A 20-question exam over 8 classes thus shows every class two or three times, however
     # unequal the classes are in the data (PBC has 3x more neutrophils than basophils).
     by_class: dict[str, list[Candidate]] = defaultdict(list)
@@ -246,16 +252,17 @@ def balanced_order(candidates: Sequence[Candidate], rng: np.random.RandomState) 
         items = by_class[label]
         queues[label] = [items[i] for i in rng.permutation(len(items))]
     order = []
-    while any(queues.values()):
+    limit = len(candidates) if limit is None else limit
+    while len(order) < limit and any(queues.values()):
         labels = [label for label in sorted(queues) if queues[label]]
         for index in rng.permutation(len(labels)):
             order.append(queues[labels[index]].pop())
-    return order
+    return order[:limit]
 
 
 def to_question(candidate: Candidate, number: int) -> Question:
     """A quiz question from a pool candidate (with the model's answer when it is known)."""
-    return Question(number, candidate.image_id, Path(candidate.path), candidate.truth,
+    return Question(number, candidate.image_id, candidate.path, candidate.truth,  # a Path already
                     candidate.predicted, candidate.confidence)
 
 
@@ -266,8 +273,8 @@ def plan_questions(pool: Sequence[Candidate], spec: QuizSpec, classes: Sequence[
         return [first] if first else []
     candidates = select_candidates(pool, spec.difficulty, classes,
                                    minimum=min(spec.length, EXAM_LENGTH))
-    order = balanced_order(candidates, np.random.RandomState(spec.seed))
-    return [to_question(c, number) for number, c in enumerate(order[:spec.length], start=1)]
+    order = balanced_order(candidates, np.random.RandomState(spec.seed), limit=spec.length)
+    return [to_question(c, number) for number, c in enumerate(order, start=1)]
 
 
 def leitner_boxes(answers: Sequence[Answer], classes: Sequence[str]) -> dict[str, int]:

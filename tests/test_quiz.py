@@ -55,6 +55,17 @@ def test_exam_length_and_class_balance():
     assert len(small) == 9  # never more questions than images
 
 
+def test_dealing_stops_at_the_quiz_length_with_the_same_order():
+    # Unequal classes, as in PBC: the long tail of one class is what a limit saves dealing.
+    pool = make_pool(per_class=120)
+    pool = [c for c in pool if c.truth != "eosinophil"] + pool[:10]  # 10 eosinophils, 120 others
+    assert Counter(c.truth for c in pool)["eosinophil"] == 10
+    everything = quiz.balanced_order(pool, np.random.RandomState(7))
+    first_50 = quiz.balanced_order(pool, np.random.RandomState(7), limit=50)
+    assert len(everything) == len(pool) and first_50 == everything[:50]
+    assert quiz.balanced_order(pool, np.random.RandomState(7), limit=10_000) == everything
+
+
 def test_no_image_is_asked_twice():
     pool = make_pool(per_class=20)
     practice = quiz.plan_questions(pool, spec(mode="practice", length=quiz.PRACTICE_LENGTH), CLASSES)
