@@ -3,8 +3,8 @@
 UI only: the schedule is `hematovision_core.review`, the cards `review_store`, the nickname and
 PIN `students`. Kept apart from the quiz's own state machine (a `QuizSession` in
 `st.session_state.quiz`): the review's state is `st.session_state.review`, and the quiz page
-calls three things here: the "keep my nickname" fields, the Review button, and `review_ui` while
-a review is on.
+calls four things here: the "keep my nickname" fields and the Review button of its settings
+form, `open_review` when that button sent the form, and `review_ui` while a review is on.
 """
 
 from __future__ import annotations
@@ -27,19 +27,22 @@ def today(now=None):
 
 
 def keep_nickname_ui(container) -> tuple[bool, str]:
-    """The "keep my nickname" box and, when ticked, the optional PIN; returns (keep, pin)."""
+    """The "keep my nickname" box and the optional PIN under it; returns (keep, pin).
+
+    Both sit in the quiz's settings form, which the server sees only when it is sent, so the PIN
+    field is always shown rather than appearing when the box is ticked; it is read only then.
+    """
     keep = container.checkbox(
         "Keep my nickname for Review mode", key="keep_nickname",
         help="Cells you get wrong come back for review after 1, 3 and 7 days. Anyone who types "
              "a nickname kept without a PIN sees its review cards; add a PIN to keep them yours.")
-    pin = ""
+    pin = container.text_input("PIN for a kept nickname (optional, 4 to 32 characters)",
+                               key=PIN_KEY, type="password", max_chars=students.PIN_MAX,
+                               help="Stored only as a salted hash. Choose it the first time you "
+                                    "keep the nickname; type it every time after.")
     if not keep:  # unticked: this browser session no longer opens the nickname's cards
         st.session_state.pop(SIGNED_IN, None)
-    else:
-        pin = container.text_input("PIN (optional, 4 to 32 characters)", key=PIN_KEY,
-                                   type="password", max_chars=students.PIN_MAX,
-                                   help="Stored only as a salted hash. Choose it the first time "
-                                        "you keep the nickname; type it every time after.")
+        pin = ""
     return keep, pin or ""
 
 
@@ -83,16 +86,20 @@ def start_review(settings, classifier, pool, nickname: str, keep: bool, pin: str
         "review_days": history.review_days, "answers": [], "feedback": None, "save_error": None}
 
 
-def review_button_ui(settings, classifier, pool, values: dict, keep: bool, pin: str) -> None:
-    """The "Review my mistakes" button of the quiz form."""
-    if st.button("Review my mistakes", key="start_review",
-                 help="Today's due cells and look-alikes of the ones you confuse."):
-        try:
-            start_review(settings, classifier, pool, values["nickname"], keep, pin)
-        except ValueError as error:
-            st.error(str(error))
-        else:
-            st.rerun()
+def review_button_ui() -> bool:
+    """The "Review my mistakes" button: it sends the quiz's settings form, as Start does."""
+    return st.form_submit_button("Review my mistakes", key="start_review",
+                                 help="Today's due cells and look-alikes of the ones you confuse.")
+
+
+def open_review(settings, classifier, values: dict) -> None:
+    """Start Review mode from the sent form and rerun into it, or say under the form why not."""
+    try:
+        start_review(settings, classifier, values["pool"], values["nickname"], *values["keep"])
+    except ValueError as error:
+        st.error(str(error))
+    else:
+        st.rerun()
 
 
 # ---- the review itself --------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class LoadOptions:
     pages: int = 5  # explorer: gallery pages turned per session
     image: Path | None = None  # classify: every session uploads it (default: a PBC image each)
     ramp_seconds: float = 0.0  # spread session starts evenly over this long
+    think_seconds: float = 0.0  # a pause before every step after the first: reading, typing
     server_pid: int | None = None  # sample this process's CPU, memory and threads
     seed: int = 0  # which answer buttons the simulated students press
 
@@ -58,10 +59,16 @@ class Recorder:
     errors: list[str] = field(default_factory=list)
     completed: int = 0
     current_step: dict[int, str] = field(default_factory=dict)  # session -> step now running
+    # 0 (the default) is the worst case: every student clicks the moment the page is there. Real
+    # students take seconds to type a nickname and a code, so the hall's opens do not compete
+    # with its Start clicks; a pause (untimed) before each step after the first models that.
+    think_seconds: float = 0.0
 
     async def step(self, session_number: int, name: str, action, step_timeout: float,
                    check=None) -> RunResult:
         """Run and time one step; StepError on a timeout, an app exception or a failed check."""
+        if self.think_seconds and session_number in self.current_step:
+            await asyncio.sleep(self.think_seconds)
         self.current_step[session_number] = name
         start = time.monotonic()
         try:
@@ -114,7 +121,8 @@ async def quiz_journey(browser: BrowserSession, number: int, recorder: Recorder,
 
 
 async def fill_quiz_form(browser: BrowserSession, number: int, code: str) -> RunResult:
-    """Type the nickname and the code, pick practice mode: a run each, as the browser commits them."""
+    """Type the nickname and the code, pick practice mode. The page holds them in a form, so, as
+    in the browser, they reach the server only with the Start click (no run of their own)."""
     for key, value in (("nickname", f"load-{number}"), ("quiz_code", code)):
         result = await browser.set_string(key, value)
         if result.exceptions:  # the step checks only the last run's
@@ -242,7 +250,7 @@ def run_load(options: LoadOptions) -> dict:
     sampler = ServerSampler(options.server_pid) if options.server_pid else None
     if sampler:
         sampler.start()
-    recorder, start = Recorder(), time.monotonic()
+    recorder, start = Recorder(think_seconds=options.think_seconds), time.monotonic()
     asyncio.run(run_sessions(options, recorder, extra))
     report = {"journey": options.journey, "url": options.url, "sessions": options.sessions,
               "completed": recorder.completed, "seconds": round(time.monotonic() - start, 2),
@@ -293,10 +301,13 @@ def parse_options(argv: list[str] | None = None) -> tuple[LoadOptions, Path | No
     parser.add_argument("--pages", type=int, default=5, help="explorer pages per session")
     parser.add_argument("--image", type=Path, help="classify: the image to upload")
     parser.add_argument("--ramp-seconds", type=float, default=0.0)
+    parser.add_argument("--think-seconds", type=float, default=0.0,
+                        help="pause before each step after the first (a student reading, typing)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     options = LoadOptions(args.url, args.journey, args.sessions, args.timeout, args.step_timeout,
-                          args.answers, args.pages, args.image, args.ramp_seconds, args.server_pid)
+                          args.answers, args.pages, args.image, args.ramp_seconds,
+                          args.think_seconds, args.server_pid)
     return options, args.json
 
 

@@ -203,6 +203,9 @@ class BrowserSession:
         self.widget_states: dict[str, WidgetState] = {}  # id -> current value, as the browser keeps
         self.widget_ids: dict[str, str] = {}  # user key -> id of the widgets the last run drew
         self.widget_fragments: dict[str, str] = {}  # widget id -> its st.fragment's id, or ""
+        self.widget_forms: dict[str, str] = {}  # widget id -> its st.form's id, or ""
+        self.form_submitters: dict[str, bool] = {}  # widget id -> is a form's submit button
+        self.pending_forms: dict[str, dict] = {}  # form id -> values typed, not yet sent
         self.fetched_media: set[str] = set()  # image URLs already loaded: the browser's cache
         self.shown = RunResult()  # the page as the last run left it (a fragment run redraws part)
 
@@ -348,15 +351,30 @@ class BrowserSession:
         self.widget_ids = {widget.key: widget.id for widget in result.widgets() if widget.key}
         self.widget_fragments = {widget.id: result.fragments.get(path, "")
                                  for path, widget in result.widget_paths().items()}
+        self.widget_forms = {widget.id: getattr(widget.proto, "form_id", "")
+                             for widget in result.widgets()}
+        self.form_submitters = {widget.id: getattr(widget.proto, "is_form_submitter", False)
+                                for widget in result.widgets()}
 
     async def _change(self, key: str, **value) -> RunResult:
-        """Give the widget with this user key a new value: one run, of its fragment if it has one."""
+        """Give the widget with this user key a new value: one run, of its fragment if it has one.
+
+        A widget inside an `st.form` runs nothing: as in the browser, its value waits in the form
+        until a submit button of that form sends them all (`click`).
+        """
         widget_id = self._widget_id(key)
-        return await self.rerun([WidgetState(id=widget_id, **value)],
-                                self.widget_fragments.get(widget_id, ""))
+        state = WidgetState(id=widget_id, **value)
+        form_id = self.widget_forms.get(widget_id, "")
+        if form_id and not self.form_submitters.get(widget_id):
+            self.pending_forms.setdefault(form_id, {})[widget_id] = state
+            return self.shown
+        if form_id:  # a submit button: the form's values go with its click
+            self.widget_states.update(self.pending_forms.pop(form_id, {}))
+        return await self.rerun([state], self.widget_fragments.get(widget_id, ""))
 
     async def click(self, key: str) -> RunResult:
-        """Press the button with this key (one run with its trigger value set)."""
+        """Press the button with this key (one run with its trigger value set; a form's submit
+        button sends the values typed into the form with it)."""
         return await self._change(key, trigger_value=True)
 
     async def set_string(self, key: str, value: str) -> RunResult:

@@ -84,32 +84,49 @@ def load_pool(source: str = OWN_SPLIT) -> list[Candidate]:
 
 
 def setup_ui() -> dict:
-    """The quiz settings form; returns the raw widget values."""
+    """The quiz settings; returns their values, the pool and which button sent them.
+
+    The images come first, on their own: the count under them follows the choice. The rest is one
+    form that only Start or Review sends, so typing a nickname or a code or picking a mode costs
+    the server no page run. In a lecture hall those were three of each student's six runs before
+    the first question, all in the same minute (`python -m benchmarks.load --journey quiz`).
+    """
     st.markdown("Name the white cell in each image. Your answers are kept under your nickname "
                 "for your instructor; other students never see them.")
-    left, right = st.columns(2)
     sources = [OWN_SPLIT] + quiz_sources(classifier, settings.data_dir)
     if st.session_state.get("quiz_source") not in sources:
         st.session_state.pop("quiz_source", None)  # e.g. another model: back to its own images
-    values = {
-        "nickname": left.text_input("Nickname", key="nickname", max_chars=30,
-                                    placeholder="any name, no personal data"),
-        "keep": app_review.keep_nickname_ui(left),  # (keep, PIN): Review mode
-        "code": left.text_input("Quiz code (optional)", key="quiz_code",
-                                help="Type the code your instructor gave you to get the same "
-                                     "questions as the rest of the class; leave empty for a new one."),
-        "source": left.selectbox(
-            "Images", sources, key="quiz_source", format_func=source_label,
-            help="Questions come only from images the model did not train on. A folder from "
-                 "another lab shows how a change of stain and microscope trips the model up."),
-        "mode": right.radio("Mode", quiz.MODES, key="mode", format_func=quiz.MODE_LABELS.get,
-                            horizontal=True),
-        "difficulty": right.selectbox("Difficulty", quiz.DIFFICULTIES, key="difficulty",
-                                      format_func=quiz.DIFFICULTY_LABELS.get),
-    }
-    values["length"] = right.number_input(
-        "Questions", min_value=5, max_value=100, step=5, key="length",
-        disabled=values["mode"] == "practice", help="Practice goes on until you press Finish.")
+    source = st.selectbox(
+        "Images", sources, key="quiz_source", format_func=source_label,
+        help="Questions come only from images the model did not train on. A folder from "
+             "another lab shows how a change of stain and microscope trips the model up.")
+    pool = load_pool(source)  # and for adaptive quizzes: a fixed quiz keeps its questions
+    where = ("its validation and test split" if source == OWN_SPLIT
+             else f"`{source}`, in the model's classes")
+    st.caption(f"{len(pool)} images the model never trained on ({where}).")
+    # Enter in a field does not start the quiz: a student types the nickname, presses Enter,
+    # then types the hall's code.
+    with st.form("quiz_settings", enter_to_submit=False):
+        left, right = st.columns(2)
+        values = {
+            "nickname": left.text_input("Nickname", key="nickname", max_chars=30,
+                                        placeholder="any name, no personal data"),
+            "keep": app_review.keep_nickname_ui(left),  # (keep, PIN): Review mode
+            "code": left.text_input(
+                "Quiz code (optional)", key="quiz_code",
+                help="Type the code your instructor gave you to get the same questions as the "
+                     "rest of the class; leave empty for a new one."),
+            "mode": right.radio("Mode", quiz.MODES, key="mode", format_func=quiz.MODE_LABELS.get,
+                                horizontal=True),
+            "difficulty": right.selectbox("Difficulty", quiz.DIFFICULTIES, key="difficulty",
+                                          format_func=quiz.DIFFICULTY_LABELS.get),
+            "length": right.number_input(
+                "Questions (exam and versus)", min_value=5, max_value=100, step=5, key="length",
+                help="Practice goes on until you press Finish."),
+            "start": st.form_submit_button("Start the quiz", key="start", type="primary"),
+            "review": app_review.review_button_ui(),
+        }
+    values.update(source=source, pool=pool)
     st.session_state[FORM_COPY] = {key: st.session_state[key] for key in FORM_KEYS
                                    if key in st.session_state}
     return values
@@ -144,6 +161,17 @@ def start_quiz(values: dict, pool: list[Candidate]) -> QuizSession:
                              session_id=st.session_state.session_id, nickname=nickname,
                              source=values["source"],
                              student_id=student.id if student else None)  # None: not kept
+
+
+def start_clicked(values: dict) -> QuizSession | None:
+    """Start the quiz the form asks for, or say under the form why not (None)."""
+    try:
+        session = start_quiz(values, values["pool"])
+    except ValueError as error:
+        st.error(str(error))
+        return None
+    st.session_state.quiz = session
+    return session
 
 
 def model_answer_and_overlay(session: QuizSession) -> tuple[Candidate, bytes | None]:
@@ -330,20 +358,17 @@ if session and session.spec.model_name != classifier.name:  # its model folder i
     session = st.session_state.quiz = None
 
 if session is None:
-    values = setup_ui()
-    pool = load_pool(values["source"])  # and for adaptive quizzes: a fixed quiz keeps its questions
-    where = ("its validation and test split" if values["source"] == OWN_SPLIT
-             else f"`{values['source']}`, in the model's classes")
-    st.caption(f"{len(pool)} images the model never trained on ({where}).")
-    if st.button("Start the quiz", key="start", type="primary"):
-        try:
-            st.session_state.quiz = start_quiz(values, pool)
-        except ValueError as error:
-            st.error(str(error))
-        else:
-            st.rerun()
-    app_review.review_button_ui(settings, classifier, pool, values, *values["keep"])
-    st.stop()
+    # The quiz replaces its settings in the run that starts it: one run from Start to the first
+    # question, where `st.rerun()` cost two.
+    settings_area = st.empty()
+    with settings_area.container():
+        values = setup_ui()
+        if values["review"]:
+            app_review.open_review(settings, classifier, values)  # reruns into Review mode
+        session = start_clicked(values) if values["start"] else None
+    if session is None:
+        st.stop()
+    settings_area.empty()
 
 spec = session.spec
 images = "" if session.source == OWN_SPLIT else f" · images from `{session.source}`"

@@ -66,7 +66,7 @@ def test_a_quiz_in_progress_and_its_form_survive_a_visit_to_another_page(two_mod
     visit(at, QUIZ)
     at.text_input(key="nickname").input("ana")
     at.text_input(key="quiz_code").input("WALK-1")
-    at.radio(key="mode").set_value("exam").run()
+    at.radio(key="mode").set_value("exam")
     at.number_input(key="length").set_value(5)
     at.button(key="start").click().run()
     assert not at.exception, [e.value for e in at.exception]

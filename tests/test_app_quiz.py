@@ -43,9 +43,9 @@ def start(mode: str, code: str, length: int | None = None, nickname: str = "ana"
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
-    at.text_input(key="nickname").input(nickname)
+    at.text_input(key="nickname").input(nickname)  # a form: nothing runs until Start
     at.text_input(key="quiz_code").input(code)
-    at.radio(key="mode").set_value(mode).run()  # the length field is enabled for exams only
+    at.radio(key="mode").set_value(mode)
     if length:
         at.number_input(key="length").set_value(length)
     at.button(key="start").click().run()
@@ -154,7 +154,7 @@ def test_a_quiz_can_draw_from_a_folder_the_model_never_saw(quiz_env, tmp_path):
     assert any("6 images the model never trained on (`lab-b`" in c.value for c in at.caption)
     at.text_input(key="nickname").input("ana")
     at.text_input(key="quiz_code").input("LAB-B")
-    at.radio(key="mode").set_value("exam").run()
+    at.radio(key="mode").set_value("exam")
     at.number_input(key="length").set_value(5)
     at.selectbox(key="difficulty").set_value("typical")  # needs the model's answers on the folder
     at.button(key="start").click().run()
@@ -191,7 +191,7 @@ def test_a_nickname_with_markdown_and_html_is_shown_as_typed(quiz_env):
 def keep_and_start(at: AppTest, nickname: str, pin: str, button: str = "start") -> AppTest:
     """Fill the form for a kept nickname and press Start (or the Review button)."""
     at.text_input(key="nickname").input(nickname)
-    at.checkbox(key="keep_nickname").check().run()  # the PIN field appears
+    at.checkbox(key="keep_nickname").check()
     at.text_input(key="review_pin").input(pin)
     at.button(key=button).click().run()
     assert not at.exception, at.exception
@@ -270,7 +270,7 @@ def test_a_kept_nickname_refuses_a_wrong_pin_with_a_message(quiz_env):
     assert not other.session_state["quiz"] if "quiz" in other.session_state else True
     keep_and_start(other, "max", "12")  # too short to be a PIN
     assert "4 to 32 characters" in other.error[0].value
-    other.checkbox(key="keep_nickname").uncheck().run()
+    other.checkbox(key="keep_nickname").uncheck()
     other.button(key="start_review").click().run()
     assert "needs a kept nickname" in other.error[0].value
     assert not storage.load_answers(quiz_env["db"])  # nothing answered, nothing stored

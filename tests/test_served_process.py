@@ -37,11 +37,11 @@ SCRIPT = textwrap.dedent("""
         [(image.name, image.read_bytes(), "image/jpeg")]).run())
     def quiz(at):
         at.text_input(key="nickname").input("ana")
-        at.radio(key="mode").set_value("practice").run()
+        at.radio(key="mode").set_value("practice")
         at.button(key="start").click().run()
         next(b for b in at.button if b.key and b.key.startswith("answer_")).click().run()
         at.button(key="new_quiz").click().run()  # then Review mode, with a kept nickname
-        at.checkbox(key="keep_nickname").check().run()
+        at.checkbox(key="keep_nickname").check()
         at.button(key="start_review").click().run()
     run("pages/2_Quiz.py", quiz)
     run("pages/3_Dataset_Explorer.py")
