@@ -68,3 +68,27 @@ def test_other_hosts_are_refused_before_any_connection(url):
 def test_sessions_are_capped():
     with pytest.raises(ValueError, match="sessions"):
         run_load(LoadOptions("http://127.0.0.1:1", "quiz", 501))
+
+
+def test_a_think_pause_comes_before_every_step_but_the_first_and_is_not_timed():
+    import asyncio
+    import time
+
+    from benchmarks.load import Recorder
+
+    recorder = Recorder(think_seconds=0.3)
+    started = []
+
+    async def action():
+        started.append(time.monotonic())
+        return None
+
+    async def journey():
+        for name in ("open page", "start quiz", "answer"):
+            await recorder.step(1, name, action(), step_timeout=5)
+
+    begin = time.monotonic()
+    asyncio.run(journey())
+    assert started[0] - begin < 0.3  # the first step at once
+    assert all(later - earlier >= 0.3 for earlier, later in zip(started, started[1:]))
+    assert all(values[0] < 0.3 for values in recorder.latencies.values())  # the pause is not timed
