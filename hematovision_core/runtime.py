@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -29,10 +30,15 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# Each forward pass uses up to THREADS_PER_PASS cores; more passes at once than the cores can run
-# only slow every one of them down, and a burst of uploads would starve the quiz. So all model
-# work in the process (classification, heatmaps, the explorer's passes) takes a slot first.
-THREADS_PER_PASS = min(2, cpu_count())
+# All model work in the process (classification, heatmaps, the explorer's passes) takes a slot
+# first: more passes at once than the cores can run only slow every one of them down, and a burst
+# of uploads would starve the quiz. A pass runs on one thread and there is a slot per core:
+# MobileNetV2's small depthwise layers split poorly over threads. On this project's 2-core
+# machine (pbc-8class, passes of 8, `python -m benchmarks.pass_threads`) two one-thread passes
+# at once gave 1.24x the images/s of one two-thread pass at a time, and one image alone took
+# about as long either way. So two uploads run side by side, and a batch is spread over the
+# slots (see `pass_sizes`).
+THREADS_PER_PASS = 1
 MODEL_WORK_SLOTS = max(1, cpu_count() // THREADS_PER_PASS)
 _model_work = threading.BoundedSemaphore(MODEL_WORK_SLOTS)
 _waiting = 0  # threads queued for a slot, for "n ahead of you" notices
@@ -44,9 +50,32 @@ _waiting_lock = threading.Lock()
 # up within each run (100-170 images/s across runs on this shared machine). So a pass carries at
 # most PASS_INPUTS images (one image's 8 dihedral views) and a longer batch runs as several
 # passes, each taking a slot (an explorer batch no longer holds the cores for 200 ms while an
-# upload waits). The warm-up runs one full pass, so the arena has its working size before the
-# first visitor and does not grow with a lecture.
+# upload waits). The warm-up runs a full pass on every slot at once, so the arena has its working
+# size before the first visitor and does not grow with a lecture.
 PASS_INPUTS = 8
+
+
+def pass_sizes(count: int) -> list[int]:
+    """How a batch of `count` images is cut into passes: spread evenly over the slots (8 images
+    on 2 cores: two passes of 4, one per core), none longer than PASS_INPUTS."""
+    per_pass = max(1, min(PASS_INPUTS, -(-count // MODEL_WORK_SLOTS)))
+    return [min(per_pass, count - start) for start in range(0, count, per_pass)]
+
+
+def limit_blas_threads() -> None:
+    """Run NumPy's BLAS (OpenBLAS) on one thread in this process, from now on.
+
+    OpenBLAS starts a thread per core, and after each product they spin a while waiting for the
+    next, on the cores that ONNX Runtime's passes and the JPEG decoders need. The products next to
+    the forward pass are small (the domain guard's whitening: 16 x 1280 by 1280 x 1280, under a
+    millisecond on one thread). The explorer's pass over 1,600 PBC images (2 cores, alternating
+    runs, medians of 3): 90.6 images/s as it was, 113.5 with BLAS on one thread, 123.0 with that
+    and a thread per pass. threadpoolctl finds whichever BLAS NumPy loaded and sets it at run
+    time; the OPENBLAS_NUM_THREADS variable counts only if set before NumPy is first imported.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
 
 
 @contextlib.contextmanager
@@ -92,6 +121,7 @@ class OnnxModel:
     def __init__(self, path: str | Path):
         import onnxruntime
 
+        limit_blas_threads()  # every process that runs the served pass: see there
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = THREADS_PER_PASS
         options.inter_op_num_threads = 1
@@ -120,18 +150,25 @@ class OnnxModel:
         return cls(Path(folder) / RUNTIME_FILE)
 
     def run(self, batch: np.ndarray) -> ForwardPass:
-        """(N, size, size, 3) float32 in [-1, 1] -> the three outputs, in passes of at most
-        PASS_INPUTS images, each under a model-work slot."""
+        """(N, size, size, 3) float32 in [-1, 1] -> the three outputs. The batch runs as the
+        passes `pass_sizes` cuts, at once on as many threads as there are slots, each pass under
+        a model-work slot (ONNX Runtime releases the GIL while it runs)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if len(batch) <= PASS_INPUTS:
+        sizes = pass_sizes(len(batch))
+        if len(sizes) <= 1:
             return self._pass(batch)
-        return ForwardPass.concatenate([self._pass(batch[start:start + PASS_INPUTS])
-                                        for start in range(0, len(batch), PASS_INPUTS)])
+        starts = np.cumsum([0] + sizes[:-1])
+        passes = [batch[start:start + size] for start, size in zip(starts, sizes)]
+        # A pool per call: a few threads cost microseconds against a pass's milliseconds, and
+        # no pass can wait on a shared pool that its own caller is holding.
+        with ThreadPoolExecutor(min(len(passes), MODEL_WORK_SLOTS)) as pool:
+            return ForwardPass.concatenate(list(pool.map(self._pass, passes)))
 
     def warm_up(self) -> None:
-        """One full pass: ONNX Runtime's set-up, and its arena at the size every later pass
-        needs (see PASS_INPUTS)."""
-        self.run(np.zeros((PASS_INPUTS, self.input_size, self.input_size, 3), np.float32))
+        """A full pass on every slot at once: ONNX Runtime's set-up, and its arena at the size
+        that later passes need (see PASS_INPUTS)."""
+        self.run(np.zeros((PASS_INPUTS * MODEL_WORK_SLOTS, self.input_size, self.input_size, 3),
+                          np.float32))
 
     def _pass(self, batch: np.ndarray) -> ForwardPass:
         with model_work_slot():

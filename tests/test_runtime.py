@@ -133,8 +133,28 @@ def test_a_long_batch_runs_in_passes_of_pass_inputs_with_the_same_outputs(tiny_c
     batch = _random_images(runtime.PASS_INPUTS * 2 + 3, seed=3)
     one_by_one = [tiny_classifier.runtime.run(image[None]) for image in batch]
     monkeypatch.setattr(tiny_classifier.runtime.session, "run", recording_run)
-    together = tiny_classifier.runtime.run(batch)
-    assert sizes == [runtime.PASS_INPUTS, runtime.PASS_INPUTS, 3]
+    together = tiny_classifier.runtime.run(batch)  # the passes run on several threads at once
+    assert sorted(sizes) == sorted(runtime.pass_sizes(len(batch)))
+    assert max(sizes) <= runtime.PASS_INPUTS and sum(sizes) == len(batch)
     for name in ("logits", "pooled", "class_maps"):
         expected = np.concatenate([getattr(single, name) for single in one_by_one])
         np.testing.assert_allclose(getattr(together, name), expected, atol=LOGITS_TOLERANCE)
+
+
+def test_a_batch_is_spread_over_the_slots_in_passes_of_at_most_pass_inputs(monkeypatch):
+    monkeypatch.setattr(runtime, "PASS_INPUTS", 8)
+    monkeypatch.setattr(runtime, "MODEL_WORK_SLOTS", 2)
+    assert runtime.pass_sizes(1) == [1]
+    assert runtime.pass_sizes(8) == [4, 4]  # one TTA image's 8 views: a half on each core
+    assert runtime.pass_sizes(19) == [8, 8, 3]
+    monkeypatch.setattr(runtime, "MODEL_WORK_SLOTS", 1)
+    assert runtime.pass_sizes(8) == [8] and runtime.pass_sizes(19) == [8, 8, 3]
+
+
+def test_loading_the_served_model_puts_numpys_blas_on_one_thread(tiny_model_folder):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):  # as a fresh process on 2+ cores has it
+        runtime.OnnxModel.load(tiny_model_folder)
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 1 for pool in blas)
