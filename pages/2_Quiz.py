@@ -103,7 +103,7 @@ def setup_ui() -> dict:
     pool = load_pool(source)  # and for adaptive quizzes: a fixed quiz keeps its questions
     where = ("its validation and test split" if source == OWN_SPLIT
              else f"`{source}`, in the model's classes")
-    st.caption(f"{len(pool)} images the model never trained on ({where}).")
+    st.caption(f"{len(pool):,} images the model never trained on ({where}).")
     # Enter in a field does not start the quiz: a student types the nickname, presses Enter,
     # then types the hall's code.
     with st.form("quiz_settings", enter_to_submit=False):
@@ -111,11 +111,11 @@ def setup_ui() -> dict:
         values = {
             "nickname": left.text_input("Nickname", key="nickname", max_chars=30,
                                         placeholder="any name, no personal data"),
-            "keep": app_review.keep_nickname_ui(left),  # (keep, PIN): Review mode
             "code": left.text_input(
                 "Quiz code (optional)", key="quiz_code",
                 help="Type the code your instructor gave you to get the same questions as the "
                      "rest of the class; leave empty for a new one."),
+            "keep": app_review.keep_nickname_ui(left),  # (keep, PIN): Review mode
             "mode": right.radio("Mode", quiz.MODES, key="mode", format_func=quiz.MODE_LABELS.get,
                                 horizontal=True),
             "difficulty": right.selectbox("Difficulty", quiz.DIFFICULTIES, key="difficulty",
@@ -123,9 +123,10 @@ def setup_ui() -> dict:
             "length": right.number_input(
                 "Questions (exam and versus)", min_value=5, max_value=100, step=5, key="length",
                 help="Practice goes on until you press Finish."),
-            "start": st.form_submit_button("Start the quiz", key="start", type="primary"),
-            "review": app_review.review_button_ui(),
         }
+        with st.container(horizontal=True):
+            values["start"] = st.form_submit_button("Start the quiz", key="start", type="primary")
+            values["review"] = app_review.review_button_ui()
     values.update(source=source, pool=pool)
     st.session_state[FORM_COPY] = {key: st.session_state[key] for key in FORM_KEYS
                                    if key in st.session_state}
