@@ -1,6 +1,7 @@
 """Load the running app with N simulated browsers at once, speaking Streamlit's own protocol.
 
     python -m benchmarks.load --url http://127.0.0.1:8501 --journey quiz --sessions 10 [--server-pid PID]
+        [--answers 10] [--think-seconds 0] [--ramp-seconds 0] [--json FILE]
 
 Each session is one browser tab (`streamlit_client.BrowserSession`) walking one journey: the quiz
 (practice mode, one shared quiz code per load run), Classify (upload, prediction and Grad-CAM)

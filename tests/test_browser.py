@@ -15,7 +15,6 @@ import csv
 import os
 import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
