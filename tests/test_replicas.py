@@ -21,7 +21,8 @@ async def instructor_view(url: str) -> dict:
     """Sign in on the Instructor page; the quiz codes offered and the metrics shown."""
     async with BrowserSession(url, receive_timeout=120) as browser:
         await browser.open_page("Instructor")
-        result = await browser.set_string("instructor_password", PASSWORD)
+        await browser.set_string("instructor_password", PASSWORD)  # held in the sign-in form
+        result = await browser.click("instructor_login_button")  # which sends it, as in a browser
         codes = result.widget("instructor_code")
         metrics = {element.metric.label: element.metric.body for element in result.elements.values()
                    if element.WhichOneof("type") == "metric"}
