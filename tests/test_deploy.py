@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -89,7 +90,8 @@ def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(sha
     for name, value in {"HEMATOVISION_DATA": shared_data, "HEMATOVISION_VAR": tmp_path / "var",
                         "HEMATOVISION_DB": f"sqlite:///{tmp_path / 'quiz.sqlite3'}"}.items():
         monkeypatch.setenv(name, str(value))  # the replicas' and run_load's answers database
-    env = dict(os.environ, HV_LISTEN=f"127.0.0.1:{first}", HV_FIRST_PORT=str(first + 1))
+    env = dict(os.environ, HV_LISTEN=f"127.0.0.1:{first}", HV_FIRST_PORT=str(first + 1),
+               PYTHON=sys.executable)  # the replicas run on the tests' Python, venv active or not
     script = subprocess.Popen(["bash", str(RUN_LOCAL), "2"], cwd=REPO_ROOT, env=env,
                               start_new_session=True, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
