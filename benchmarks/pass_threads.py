@@ -28,12 +28,9 @@ def session(model_file: Path, threads: int):
     """A session as `runtime.OnnxModel` makes it, with `threads` intra-op threads."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(str(model_file), options,
+    from hematovision_core.runtime import session_options
+
+    return onnxruntime.InferenceSession(str(model_file), session_options(threads),
                                         providers=["CPUExecutionProvider"])
 
 

@@ -35,9 +35,9 @@ def cpu_count() -> int:
 # of uploads would starve the quiz. A pass runs on one thread and there is a slot per core:
 # MobileNetV2's small depthwise layers split poorly over threads. On this project's 2-core
 # machine (pbc-8class, passes of 8, `python -m benchmarks.pass_threads`) two one-thread passes
-# at once gave 1.24x the images/s of one two-thread pass at a time, and one image alone took
-# about as long either way. So two uploads run side by side, and a batch is spread over the
-# slots (see `pass_sizes`).
+# at once gave 1.13x and 1.31x the images/s of one two-thread pass at a time (two runs), and
+# one image alone took 10-13 ms against 8.5-9. So two uploads run side by side, and a batch is
+# spread over the slots (see `pass_sizes`).
 THREADS_PER_PASS = 1
 MODEL_WORK_SLOTS = max(1, cpu_count() // THREADS_PER_PASS)
 _model_work = threading.BoundedSemaphore(MODEL_WORK_SLOTS)
@@ -76,6 +76,21 @@ def limit_blas_threads() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+def session_options(threads: int = THREADS_PER_PASS):
+    """ONNX Runtime's options for the served pass, on `threads` intra-op threads."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: the server log is for people
+    # ONNX Runtime's threads spin on a core after each pass, waiting for the next. In a server
+    # whose Python threads (and the explorer's decoders) need that core, it is waste: with
+    # spinning off the explorer's pass took 96-102 images per CPU-second instead of 69-78.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 @contextlib.contextmanager
@@ -122,16 +137,8 @@ class OnnxModel:
         import onnxruntime
 
         limit_blas_threads()  # every process that runs the served pass: see there
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = THREADS_PER_PASS
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: the server log is for people
-        # ONNX Runtime's threads spin on a core after each pass, waiting for the next. In a server
-        # whose Python threads (and the explorer's decoders) need that core, it is waste: with
-        # spinning off the explorer's pass took 96-102 images per CPU-second instead of 69-78.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), options,
+            self.session = onnxruntime.InferenceSession(str(path), session_options(),
                                                         providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types
             raise ModelFolderError(f"{path} cannot be loaded by ONNX Runtime: {error}") from error
@@ -157,8 +164,7 @@ class OnnxModel:
         sizes = pass_sizes(len(batch))
         if len(sizes) <= 1:
             return self._pass(batch)
-        starts = np.cumsum([0] + sizes[:-1])
-        passes = [batch[start:start + size] for start, size in zip(starts, sizes)]
+        passes = np.split(batch, np.cumsum(sizes)[:-1])
         # A pool per call: a few threads cost microseconds against a pass's milliseconds, and
         # no pass can wait on a shared pool that its own caller is holding.
         with ThreadPoolExecutor(min(len(passes), MODEL_WORK_SLOTS)) as pool:

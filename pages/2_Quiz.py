@@ -136,8 +136,9 @@ def setup_ui() -> dict:
 SAMPLE_PER_CLASS = 50  # images of each class the model classifies in a new folder, for difficulty
 
 
-def start_quiz(values: dict, pool: list[Candidate]) -> QuizSession:
+def start_quiz(values: dict) -> QuizSession:
     """Check the form, choose the questions and return the new quiz (ValueError if unusable)."""
+    pool = values["pool"]
     nickname = quiz.normalize_nickname(values["nickname"])
     spec = make_spec(values["code"], classifier.name, values["mode"], values["difficulty"],
                      values["length"])
@@ -167,7 +168,7 @@ def start_quiz(values: dict, pool: list[Candidate]) -> QuizSession:
 def start_clicked(values: dict) -> QuizSession | None:
     """Start the quiz the form asks for, or say under the form why not (None)."""
     try:
-        session = start_quiz(values, values["pool"])
+        session = start_quiz(values)
     except ValueError as error:
         st.error(str(error))
         return None
