@@ -93,6 +93,9 @@ def main(argv: list[str]) -> int:
     logging.info("Warm: %s loaded in %.1f s; heatmap workers starting.",
                  ", ".join(models) or "no model", time.perf_counter() - started)
     start_memory_janitor()
+    import streamlit_theme_memo
+
+    streamlit_theme_memo.install()  # after the warm-up: it imports streamlit.config
     sys.argv = ["streamlit", "run", str(ROOT / "Home.py"), *argv]
     return cli.main()
 
