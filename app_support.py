@@ -334,6 +334,35 @@ def restore_model_choice(names: list[str]) -> None:
     st.session_state[MODEL_WIDGET] = chosen
 
 
+def model_card_text(model) -> str:
+    """The sidebar's model card as one caption: its classes, its headline scores and where they
+    come from.
+
+    One element, where it was six (two metrics in two columns and three captions): every full
+    page run sends the sidebar, and in a lecture hall each element is a message that the one
+    server process makes, queues and sends under the GIL for every student.
+    """
+    metrics = model.metrics
+    validation, test = metrics.get("validation") or {}, metrics.get("test") or {}
+    # Cross-validation scores every development image, where a small validation split
+    # (blood-cells: 28 smears) would show the luck of its draw: prefer it where it exists.
+    cross_validation = metrics.get("cross_validation") or {}
+    headline, prefix = (cross_validation, "CV") if cross_validation else (validation, "Val")
+    lines = ["Classes: " + ", ".join(model.display_names)]
+    if headline:
+        lines.append(f"**{prefix} accuracy {headline['accuracy']:.1%}** · "
+                     f"{prefix} macro-F1 {headline['macro_f1']:.1%}")
+    if cross_validation:
+        lines.append(f"{cross_validation.get('folds', 'k')}-fold cross-validation over "
+                     f"{cross_validation['n']} train + validation images"
+                     + (f" (validation split alone: accuracy {validation['accuracy']:.1%}, "
+                        f"{validation['n']} images)" if validation else ""))
+    if test:
+        lines.append(f"Internal test split: accuracy {test['accuracy']:.1%}, "
+                     f"macro-F1 {test['macro_f1']:.1%} ({test['n']} images)")
+    return "\n\n".join(lines)
+
+
 def model_sidebar(settings: Settings | None = None):
     """Draw the model picker in the sidebar and return the chosen, loaded `Classifier`.
 
@@ -351,25 +380,7 @@ def model_sidebar(settings: Settings | None = None):
         name = st.selectbox("Model", names, key=MODEL_WIDGET, on_change=remember_model_choice)
         st.session_state[CHOSEN_MODEL] = name
         model = choices[name]
-        st.caption("Classes: " + ", ".join(model.display_names))
-        metrics = model.metrics
-        validation, test = metrics.get("validation") or {}, metrics.get("test") or {}
-        # Cross-validation scores every development image, where a small validation split
-        # (blood-cells: 28 smears) would show the luck of its draw: prefer it where it exists.
-        cross_validation = metrics.get("cross_validation") or {}
-        headline, prefix = (cross_validation, "CV") if cross_validation else (validation, "Val")
-        if headline:
-            cols = st.columns(2)
-            cols[0].metric(f"{prefix} accuracy", f"{headline['accuracy']:.1%}")
-            cols[1].metric(f"{prefix} macro-F1", f"{headline['macro_f1']:.1%}")
-        if cross_validation:
-            st.caption(f"{cross_validation.get('folds', 'k')}-fold cross-validation over "
-                       f"{cross_validation['n']} train + validation images"
-                       + (f" (validation split alone: accuracy {validation['accuracy']:.1%}, "
-                          f"{validation['n']} images)" if validation else ""))
-        if test:
-            st.caption(f"Internal test split: accuracy {test['accuracy']:.1%}, "
-                       f"macro-F1 {test['macro_f1']:.1%} ({test['n']} images)")
+        st.caption(model_card_text(model))
     return load_classifier(str(Path(settings.models_dir) / name))
 
 

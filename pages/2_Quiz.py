@@ -216,19 +216,23 @@ PHONE_CSS = """<style>
 </style>"""
 
 
-def score_line_ui(session: QuizSession) -> None:
-    """The score in one line above a question (four metrics filled a phone's first screen)."""
+def score_line_ui(session: QuizSession, with_time: bool = False) -> None:
+    """The score in one line, above a question and under the feedback. Four metrics filled a
+    phone's first screen, and under the feedback they were 9 of an answer's 25 messages, which the
+    one server process makes and sends for every student of a lecture hall."""
     result = quiz.score(session.answers)
     if not result.answered:
         return
     versus = (f" · you {result.correct} : {result.model_correct} model"
               if session.spec.mode == "versus" else "")
+    timing = (f" (best {result.best_streak}) · {result.mean_seconds:.1f} s a question"
+              if with_time else "")
     st.caption(f"Score **{result.points} / {result.max_points}** · right {result.correct} / "
-               f"{result.answered} · streak {result.streak}{versus}")
+               f"{result.answered} · streak {result.streak}{timing}{versus}")
 
 
 def scoreboard_ui(session: QuizSession) -> None:
-    """Score, streak and time; in versus mode, the Human vs Model tally."""
+    """Score, streak and time with the results; in versus mode, the Human vs Model tally."""
     result = quiz.score(session.answers)
     columns = st.columns(5 if session.spec.mode == "versus" else 4)
     columns[0].metric("Score", f"{result.points} / {result.max_points}")
@@ -408,7 +412,7 @@ def quiz_ui() -> None:
         review_ui(session)
     elif session.feedback is not None:
         feedback_ui(session)  # the verdict first: on a phone it is what the first screen shows
-        scoreboard_ui(session)
+        score_line_ui(session, with_time=True)
         # The two progress charts cost more server time than the rest of the page (a lecture
         # hall's bottleneck): drawn on request during the quiz, always with the results.
         if st.toggle("Show my progress charts", key="show_progress"):

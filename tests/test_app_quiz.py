@@ -61,6 +61,11 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def score_line(at: AppTest) -> str:
+    """The one-line score under the feedback."""
+    return next(c.value for c in at.caption if c.value.startswith("Score "))
+
+
 def confusion_counts(at: AppTest) -> list[list[int]]:
     chart = next(c for c in at.get("plotly_chart") if "Which cells you mistake" in c.proto.spec)
     return json.loads(chart.proto.spec)["data"][0]["text"]  # counts (colour is the row share)
@@ -76,7 +81,8 @@ def test_practice_round_right_and_wrong_updates_score_and_confusion_matrix(quiz_
     assert not at.exception, at.exception
     assert at.success and "Right" in at.success[0].value
     assert any("The model says" in m.value for m in at.markdown)
-    assert metric(at, "Score") == "10 / 10"
+    assert score_line(at).startswith("Score **10 / 10** · right 1 / 1 · streak 1 (best 1) · ")
+    assert not at.metric, "the score is one line under the feedback, not four metrics"
     assert not at.get("plotly_chart"), "progress charts are drawn only when asked for"
     at.toggle(key="show_progress").set_value(True).run()
     assert sum(map(sum, confusion_counts(at))) == 1
@@ -87,9 +93,8 @@ def test_practice_round_right_and_wrong_updates_score_and_confusion_matrix(quiz_
     at.button(key=f"answer_{wrong}").click().run()
     assert not at.exception, at.exception
     assert at.error and "Not quite" in at.error[0].value
-    assert metric(at, "Score") == "10 / 20"
-    assert metric(at, "Right") == "1 / 2"
-    assert metric(at, "Streak") == "0"
+    assert score_line(at).startswith("Score **10 / 20** · right 1 / 2 · streak 0 (best 1) · ")
+    assert score_line(at).endswith(" s a question")
     counts = confusion_counts(at)
     assert counts[classes.index(truth)][classes.index(wrong)] == 1
 
