@@ -45,6 +45,24 @@ def test_same_code_gives_same_questions_in_same_order():
     assert [q.image_id for q in practice] != [q.image_id for q in first]
 
 
+def test_a_halls_plan_is_made_once_per_pool_and_spec(monkeypatch):
+    pool, dealt = make_pool(), []
+    deal = quiz.balanced_order
+    monkeypatch.setattr(quiz, "balanced_order", lambda *a, **k: dealt.append(1) or deal(*a, **k))
+    first = quiz.plan_questions(pool, spec(code="HALL-1"), CLASSES)
+    first.clear()  # a caller's list is its own
+    again = quiz.plan_questions(pool, spec(code="HALL-1"), CLASSES)
+    assert len(dealt) == 1 and len(again) == quiz.EXAM_LENGTH
+    copy = list(pool)  # an equal pool, another object: planned again, to the same questions
+    assert quiz.plan_questions(copy, spec(code="HALL-1"), CLASSES) == again and len(dealt) == 2
+    quiz.plan_questions(pool, spec(code="HALL-2"), CLASSES)
+    assert len(dealt) == 3
+    for number in range(quiz.PLANS_KEPT):  # the oldest plans make room
+        quiz.plan_questions(pool, spec(code=f"HALL-{number + 10}"), CLASSES)
+    quiz.plan_questions(pool, spec(code="HALL-1"), CLASSES)
+    assert len(dealt) == 4 + quiz.PLANS_KEPT and len(quiz._plans) == quiz.PLANS_KEPT
+
+
 def test_exam_length_and_class_balance():
     questions = quiz.plan_questions(make_pool(), spec(), CLASSES)
     assert len(questions) == quiz.EXAM_LENGTH == 20
