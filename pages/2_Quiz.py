@@ -165,6 +165,36 @@ def start_quiz(values: dict) -> QuizSession:
                              student_id=student.id if student else None)  # None: not kept
 
 
+def sent_settings() -> dict | None:
+    """The settings form's values, read from the session state in the run its Start button
+    makes, before anything is drawn; None on any other run, or where the form must say why not.
+
+    That run shows the first question, so drawing the form first only to take it away again cost
+    20 of the run's 51 messages, which the one server process builds and sends for every student
+    of a lecture hall pressing Start at once. The form's widgets have their keys in the state
+    (see FORM_KEYS), and the values are the ones `setup_ui` would return.
+    """
+    state = st.session_state
+    if not state.get("start") or state.get("start_review"):
+        return None
+    source = state.get("quiz_source", OWN_SPLIT)
+    if source not in [OWN_SPLIT] + quiz_sources(classifier, settings.data_dir):
+        return None
+    pool = quiz_pool(classifier, settings.data_dir, source)
+    if not pool:
+        return None  # the form says why there are no images
+    keep = bool(state.get("keep_nickname", False))
+    if not keep:  # as `keep_nickname_ui` does
+        state.pop(app_review.SIGNED_IN, None)
+    state[FORM_COPY] = {key: state[key] for key in FORM_KEYS if key in state}
+    return {"nickname": state.get("nickname", ""), "code": state.get("quiz_code", ""),
+            "keep": (keep, (state.get(app_review.PIN_KEY) or "") if keep else ""),
+            "mode": state.get("mode", quiz.MODES[0]),
+            "difficulty": state.get("difficulty", quiz.DIFFICULTIES[0]),
+            "length": state.get("length", quiz.EXAM_LENGTH), "start": True, "review": False,
+            "source": source, "pool": pool}
+
+
 def start_clicked(values: dict) -> QuizSession | None:
     """Start the quiz the form asks for, or say under the form why not (None)."""
     try:
@@ -364,17 +394,27 @@ if session and session.spec.model_name != classifier.name:  # its model folder i
     session = st.session_state.quiz = None
 
 if session is None:
-    # The quiz replaces its settings in the run that starts it: one run from Start to the first
-    # question, where `st.rerun()` cost two.
-    settings_area = st.empty()
-    with settings_area.container():
-        values = setup_ui()
-        if values["review"]:
-            app_review.open_review(settings, classifier, values)  # reruns into Review mode
-        session = start_clicked(values) if values["start"] else None
+    # Start shows the first question in the run it makes (`st.rerun()` cost two), and that run
+    # does not draw the settings unless they must say why the quiz cannot start.
+    sent, refusal = sent_settings(), None
+    if sent is not None:
+        try:
+            session = st.session_state.quiz = start_quiz(sent)
+        except ValueError as error:  # said under the form, which is drawn below
+            refusal = str(error)
     if session is None:
-        st.stop()
-    settings_area.empty()
+        settings_area = st.empty()
+        with settings_area.container():
+            values = setup_ui()
+            if values["review"]:
+                app_review.open_review(settings, classifier, values)  # reruns into Review mode
+            if refusal is not None:
+                st.error(refusal)
+            elif values["start"]:
+                session = start_clicked(values)
+        if session is None:
+            st.stop()
+        settings_area.empty()
 
 spec = session.spec
 images = "" if session.source == OWN_SPLIT else f" · images from `{session.source}`"

@@ -279,3 +279,31 @@ def test_a_kept_nickname_refuses_a_wrong_pin_with_a_message(quiz_env):
     other.button(key="start_review").click().run()
     assert "needs a kept nickname" in other.error[0].value
     assert not storage.load_answers(quiz_env["db"])  # nothing answered, nothing stored
+
+
+def test_the_run_start_makes_shows_the_question_without_drawing_the_settings(quiz_env,
+                                                                              monkeypatch):
+    """Every element is a message the server sends each student of a hall pressing Start at
+    once: the run Start makes reads the sent form from the state instead of drawing it again."""
+    import app_review
+
+    drawn = []
+    keep_nickname_ui = app_review.keep_nickname_ui
+    monkeypatch.setattr(app_review, "keep_nickname_ui",
+                        lambda container: drawn.append(1) or keep_nickname_ui(container))
+    at = start("exam", "HALL-9", length=5, nickname="bea")
+    assert len(drawn) == 1  # the first run's form only
+    session = at.session_state["quiz"]
+    assert (session.nickname, session.spec.code, session.spec.mode) == ("bea", "HALL-9", "exam")
+    assert session.planned_length == 5 and at.button(key=f"answer_{quiz_env['classes'][0]}")
+
+    refused = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT)
+    refused.run()
+    refused.text_input(key="nickname").input("cy")
+    refused.text_input(key="quiz_code").input("no such code!")
+    refused.button(key="start").click().run()
+    assert not refused.exception, refused.exception
+    assert refused.error and "code" in refused.error[0].value.lower()
+    assert refused.text_input(key="nickname").value == "cy"  # the form again, as it was sent
+    assert refused.text_input(key="quiz_code").value == "no such code!"
+    assert "quiz" not in refused.session_state or refused.session_state["quiz"] is None
