@@ -1,11 +1,13 @@
 """Load the running app with N simulated browsers at once, speaking Streamlit's own protocol.
 
     python -m benchmarks.load --url http://127.0.0.1:8501 --journey quiz --sessions 10 [--server-pid PID]
-        [--answers 10] [--think-seconds 0] [--ramp-seconds 0] [--json FILE]
+        [--answers 10] [--think-seconds 0] [--ramp-seconds 0] [--first-visit] [--json FILE]
 
 Each session is one browser tab (`streamlit_client.BrowserSession`) walking one journey: the quiz
 (practice mode, one shared quiz code per load run), Classify (upload, prediction and Grad-CAM)
-or the Dataset Explorer (page through a cached split). Prints per-step latencies, errors and,
+or the Dataset Explorer (page through a cached split). With --first-visit each session first
+loads the frontend (index.html and the 61 scripts and stylesheets it names) as a browser with
+an empty cache does, the lecture hall's first minute. Prints per-step latencies, errors and,
 given the server's pid, its CPU, memory and threads. Loopback servers only.
 """
 
@@ -22,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from benchmarks.server import ServerSampler
-from benchmarks.streamlit_client import BrowserSession, RunResult, require_loopback
+from benchmarks.streamlit_client import (BrowserSession, RunResult, load_frontend,
+                                         require_loopback)
 from hematovision_core import storage
 from hematovision_core.config import Settings
 from hematovision_core.quiz import CODE_ALPHABET
@@ -45,6 +48,7 @@ class LoadOptions:
     image: Path | None = None  # classify: every session uploads it (default: a PBC image each)
     ramp_seconds: float = 0.0  # spread session starts evenly over this long
     think_seconds: float = 0.0  # a pause before every step after the first: reading, typing
+    first_visit: bool = False  # load index.html and its scripts first, as an empty browser cache does
     server_pid: int | None = None  # sample this process's CPU, memory and threads
     seed: int = 0  # which answer buttons the simulated students press
 
@@ -203,6 +207,9 @@ async def run_session(number: int, recorder: Recorder, options: LoadOptions, ext
     journey = {"quiz": quiz_journey, "classify": classify_journey,
                "explorer": explorer_journey}[options.journey]
     try:
+        if options.first_visit:  # what a student's browser loads before the app can start
+            await recorder.step(number, "first visit", load_frontend(options.url),
+                                options.step_timeout)
         async with BrowserSession(options.url, receive_timeout=options.step_timeout) as browser:
             await journey(browser, number, recorder, options, *extra)
         recorder.completed += 1
@@ -304,11 +311,14 @@ def parse_options(argv: list[str] | None = None) -> tuple[LoadOptions, Path | No
     parser.add_argument("--ramp-seconds", type=float, default=0.0)
     parser.add_argument("--think-seconds", type=float, default=0.0,
                         help="pause before each step after the first (a student reading, typing)")
+    parser.add_argument("--first-visit", action="store_true",
+                        help="first load index.html and the scripts it names, as a browser with "
+                             "an empty cache does (a lecture hall's first minute)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     options = LoadOptions(args.url, args.journey, args.sessions, args.timeout, args.step_timeout,
                           args.answers, args.pages, args.image, args.ramp_seconds,
-                          args.think_seconds, args.server_pid)
+                          args.think_seconds, args.first_visit, args.server_pid)
     return options, args.json
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -27,6 +28,9 @@ from streamlit.runtime.state.common import GENERATED_ELEMENT_ID_PREFIX, user_key
 from websockets.asyncio.client import connect
 
 XSRF_COOKIE = "_streamlit_xsrf"
+BROWSER_CONNECTIONS = 6  # a browser opens at most 6 HTTP/1.1 connections to one host
+# What index.html makes a browser load before the app starts: its scripts and stylesheets.
+FRONTEND_ASSET = re.compile(r'(?:src|href)="\.?/?(static/[^"]+\.(?:js|css))"')
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # above the server's own 200 MB message limit
 FINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR,
                   ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY)
@@ -53,6 +57,42 @@ def require_loopback(url: str) -> tuple[str, int]:
         raise ValueError(f"Refusing to load {host!r}: only loopback addresses (127.0.0.0/8, "
                          "localhost, ::1) may be targeted by this load tool.")
     return host, parts.port or 80
+
+
+async def load_frontend(base_url: str) -> int:
+    """Load the app's frontend as a browser with an empty cache does on a first visit:
+    `index.html`, then every script and stylesheet it names, over BROWSER_CONNECTIONS kept-alive
+    connections, accepting gzip. Returns the bytes received (what crossed the network)."""
+    host, port = require_loopback(base_url)
+    status, _, index = await http_request(host, port, "GET", "/")
+    if status != 200:
+        raise ProtocolError(f"/ answered {status}")
+    assets = sorted(set(FRONTEND_ASSET.findall(index.decode("utf-8", "replace"))))
+    shares = [assets[i::BROWSER_CONNECTIONS] for i in range(BROWSER_CONNECTIONS)]
+    sizes = await asyncio.gather(*(_get_kept_alive(host, port, share) for share in shares if share))
+    return len(index) + sum(sizes)
+
+
+async def _get_kept_alive(host: str, port: int, paths: list[str]) -> int:
+    """GET each path in turn on one kept-alive connection, as a browser does; bytes received."""
+    reader, writer = await asyncio.open_connection(host, port)
+    received = 0
+    try:
+        for path in paths:
+            writer.write((f"GET /{path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                          "Accept-Encoding: gzip, deflate, br\r\n\r\n").encode("latin-1"))
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            status_line, *header_lines = head.decode("latin-1").split("\r\n")
+            headers = {name.strip().lower(): value.strip() for name, _, value in
+                       (line.partition(":") for line in header_lines if line)}
+            if int(status_line.split()[1]) != 200 or "content-length" not in headers:
+                raise ProtocolError(f"/{path} answered {status_line!r} "
+                                    f"({'no ' if 'content-length' not in headers else ''}length)")
+            received += len(head) + len(await reader.readexactly(int(headers["content-length"])))
+    finally:
+        writer.close()
+    return received
 
 
 async def http_request(host: str, port: int, method: str, path: str,
