@@ -1,5 +1,6 @@
 """Start the dashboard for real use: models loaded and warmed, heatmap workers running, then
-Streamlit serving `Home.py` with the production settings of `.streamlit/config.toml`.
+Streamlit serving `Home.py` (through `served_app.py`) with the production settings of
+`.streamlit/config.toml`.
 
     HEMATOVISION_DATA=../shared/data python serve.py [streamlit options, e.g. --server.port 8502]
 
@@ -96,7 +97,9 @@ def main(argv: list[str]) -> int:
     import streamlit_theme_memo
 
     streamlit_theme_memo.install()  # after the warm-up: it imports streamlit.config
-    sys.argv = ["streamlit", "run", str(ROOT / "Home.py"), *argv]
+    # served_app.py: Home.py and pages/ as `streamlit run Home.py` serves them, with the
+    # frontend's static files from memory, gzipped (static_assets.py).
+    sys.argv = ["streamlit", "run", str(ROOT / "served_app.py"), *argv]
     return cli.main()
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import os
 import socket
+import urllib.request
 
 import pytest
 
 from benchmarks.load import LoadOptions, run_load
 from benchmarks.server import start_server, stop_server, wait_healthy
-from benchmarks.streamlit_client import require_loopback
+from benchmarks.streamlit_client import FRONTEND_ASSET, load_frontend, require_loopback
+from static_assets import bundle_folder
 
 SESSIONS = 10
 ANSWERS = 3
@@ -45,10 +49,28 @@ def server_url(shared_data, tmp_path, monkeypatch):
 
 
 def test_quiz_load_real_data_stores_every_answer(server_url):
-    report = run_load(LoadOptions(server_url, "quiz", SESSIONS, timeout=600, answers=ANSWERS))
+    report = run_load(LoadOptions(server_url, "quiz", SESSIONS, timeout=600, answers=ANSWERS,
+                                  first_visit=True))  # each browser loads the frontend first
     assert report["error_count"] == 0, report["errors"]
     assert report["completed"] == SESSIONS
     assert report["answers_stored"] == SESSIONS * ANSWERS
+    assert report["steps"]["first visit"]["count"] == SESSIONS
+
+
+def test_the_frontend_comes_gzipped_from_memory_and_unchanged(server_url):
+    """served_app.py puts static_assets in front of Streamlit (README's run command)."""
+    index = urllib.request.urlopen(server_url + "/").read().decode()
+    assets = FRONTEND_ASSET.findall(index)
+    assert len(assets) > 20  # Streamlit's bundle: its main script, chunks and stylesheet
+    for name in (assets[0], assets[-1]):
+        request = urllib.request.Request(f"{server_url}/{name}",
+                                         headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert "immutable" in answer.headers["Cache-Control"]
+            body = gzip.decompress(answer.read())
+        assert body == (bundle_folder() / name.removeprefix("static/")).read_bytes()
+    assert asyncio.run(load_frontend(server_url)) < 1_000_000  # 2.3 MB uncompressed
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8501", "http://127.8.9.10:1",
