@@ -40,10 +40,15 @@ def keep_nickname_ui(container) -> tuple[bool, str]:
                                key=PIN_KEY, type="password", max_chars=students.PIN_MAX,
                                help="Stored only as a salted hash. Choose it the first time you "
                                     "keep the nickname; type it every time after.")
+    return kept_nickname(keep, pin)
+
+
+def kept_nickname(keep: bool, pin: str | None) -> tuple[bool, str]:
+    """(keep, PIN) as the form sent them; the PIN counts only with the box ticked."""
     if not keep:  # unticked: this browser session no longer opens the nickname's cards
         st.session_state.pop(SIGNED_IN, None)
-        pin = ""
-    return keep, pin or ""
+        return False, ""
+    return True, pin or ""
 
 
 def sign_in(settings, nickname: str, pin: str) -> students.Student:

@@ -83,6 +83,17 @@ def load_pool(source: str = OWN_SPLIT) -> list[Candidate]:
     st.stop()
 
 
+def source_choices() -> list[str]:
+    """The quiz's image sources: this model's own split first, then the folders it never saw."""
+    return [OWN_SPLIT] + quiz_sources(classifier, settings.data_dir)
+
+
+def keep_form_copy() -> None:
+    """Copy the form's values under FORM_COPY, where they outlive a visit to another page."""
+    st.session_state[FORM_COPY] = {key: st.session_state[key] for key in FORM_KEYS
+                                   if key in st.session_state}
+
+
 def setup_ui() -> dict:
     """The quiz settings; returns their values, the pool and which button sent them.
 
@@ -93,7 +104,7 @@ def setup_ui() -> dict:
     """
     st.markdown("Name the white cell in each image. Your answers are kept under your nickname "
                 "for your instructor; other students never see them.")
-    sources = [OWN_SPLIT] + quiz_sources(classifier, settings.data_dir)
+    sources = source_choices()
     if st.session_state.get("quiz_source") not in sources:
         st.session_state.pop("quiz_source", None)  # e.g. another model: back to its own images
     source = st.selectbox(
@@ -128,8 +139,7 @@ def setup_ui() -> dict:
             values["start"] = st.form_submit_button("Start the quiz", key="start", type="primary")
             values["review"] = app_review.review_button_ui()
     values.update(source=source, pool=pool)
-    st.session_state[FORM_COPY] = {key: st.session_state[key] for key in FORM_KEYS
-                                   if key in st.session_state}
+    keep_form_copy()
     return values
 
 
@@ -178,17 +188,15 @@ def sent_settings() -> dict | None:
     if not state.get("start") or state.get("start_review"):
         return None
     source = state.get("quiz_source", OWN_SPLIT)
-    if source not in [OWN_SPLIT] + quiz_sources(classifier, settings.data_dir):
+    if source not in source_choices():
         return None
     pool = quiz_pool(classifier, settings.data_dir, source)
     if not pool:
         return None  # the form says why there are no images
-    keep = bool(state.get("keep_nickname", False))
-    if not keep:  # as `keep_nickname_ui` does
-        state.pop(app_review.SIGNED_IN, None)
-    state[FORM_COPY] = {key: state[key] for key in FORM_KEYS if key in state}
+    keep_form_copy()
     return {"nickname": state.get("nickname", ""), "code": state.get("quiz_code", ""),
-            "keep": (keep, (state.get(app_review.PIN_KEY) or "") if keep else ""),
+            "keep": app_review.kept_nickname(bool(state.get("keep_nickname", False)),
+                                             state.get(app_review.PIN_KEY)),
             "mode": state.get("mode", quiz.MODES[0]),
             "difficulty": state.get("difficulty", quiz.DIFFICULTIES[0]),
             "length": state.get("length", quiz.EXAM_LENGTH), "start": True, "review": False,
