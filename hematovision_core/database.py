@@ -41,12 +41,19 @@ class StorageError(RuntimeError):
     """The answers database cannot be read or written; the message is meant for the user."""
 
 
+SUPPORTED = "a SQLite file path, sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB"
+
+
 def database_url(database: str | Path) -> str:
-    """The SQLAlchemy URL for a `HEMATOVISION_DB` value; a bare path means a SQLite file there."""
+    """The SQLAlchemy URL for a `HEMATOVISION_DB` value; a bare path means a SQLite file there.
+    StorageError now, for a value that is not a database URL, rather than at the first answer."""
     text = str(database)
     if "://" not in text:
         return f"sqlite:///{Path(text).expanduser().resolve()}"
-    make_url(text)  # ArgumentError now, with the bad URL in the message, rather than later
+    try:
+        make_url(text)
+    except (sa.exc.ArgumentError, ValueError):  # its message would repeat the URL and password
+        raise StorageError(f"HEMATOVISION_DB is not a database URL; use {SUPPORTED}.") from None
     return text
 
 
@@ -64,8 +71,13 @@ def _create_engine(url: str) -> Engine:
     if not is_sqlite(url):
         # pre_ping: a connection the server dropped (restart, idle timeout) is replaced at
         # checkout instead of failing the student's answer.
-        return sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                                pool_timeout=POOL_TIMEOUT_SECONDS, pool_pre_ping=True)
+        try:
+            return sa.create_engine(url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                                    pool_timeout=POOL_TIMEOUT_SECONDS, pool_pre_ping=True)
+        except (ImportError, sa.exc.NoSuchModuleError, sa.exc.ArgumentError):
+            # another database (mysql://...), or a driver that is not installed
+            raise StorageError(f"HEMATOVISION_DB names a database this app does not support "
+                               f"({make_url(url).drivername}); use {SUPPORTED}.") from None
     path = sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -70,3 +70,14 @@ def test_other_failures_are_not_retried():
     with pytest.raises(database.StorageError):
         database.retry(broken)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("value, says", [
+    ("mysql://teacher:s3cret@127.0.0.1/quiz", "does not support (mysql)"),  # no such driver here
+    ("postgresql+nodriver://teacher:s3cret@db/quiz", "does not support (postgresql+nodriver)"),
+    ("postgresql://teacher:s3cret@db:port/quiz", "is not a database URL"),  # a port not a number
+])
+def test_a_database_the_app_cannot_use_is_named_without_its_password(value, says):
+    with pytest.raises(database.StorageError, match=r"HEMATOVISION_DB .*postgresql\+psycopg") as e:
+        database.engine_for(value)
+    assert says in str(e.value) and "s3cret" not in str(e.value)
