@@ -2,7 +2,10 @@
 Streamlit serving `Home.py` (through `served_app.py`) with the production settings of
 `.streamlit/config.toml`.
 
-    HEMATOVISION_DATA=../shared/data python serve.py [streamlit options, e.g. --server.port 8502]
+    HEMATOVISION_DATA=../shared/data python serve.py [--replicas N] [streamlit options, e.g. --server.port 8502]
+
+With nginx installed it serves from one replica per core behind nginx (`replica_set.py`): one
+Streamlit process uses about one core. `--replicas 1` serves from this process alone.
 
 `streamlit run Home.py` works too, but then the first visitor waits while the models load.
 The warm-up runs in this process before the server listens, so the cache it fills
@@ -15,6 +18,7 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -73,22 +77,39 @@ def start_memory_janitor(interval_s: float = JANITOR_SECONDS) -> None:
 def main(argv: list[str]) -> int:
     limit_malloc_arenas()
     sys.path.insert(0, str(ROOT))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from streamlit.web import cli
+    replica = os.environ.get("HEMATOVISION_REPLICA")  # set by replica_set for its replicas
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s "
+                        + (f"[replica {replica}] " if replica else "") + "%(message)s")
+    import replica_set
 
-    import app_support
-
+    try:
+        replicas, argv = replica_set.take_replicas_option(argv)
+    except replica_set.ReplicaOptionError as error:
+        logging.error("%s", error)
+        return 2
+    if replicas is None:
+        replicas = replica_set.default_count()
+    if replicas > 1 or os.environ.get("HV_LISTEN"):
+        # This process only supervises (about 20 MiB): each replica is this command with
+        # --replicas 1, and upgrades the database and warms its models as below.
+        return replica_set.serve_replicas(replicas, argv)
     from hematovision_core import storage
+    from hematovision_core.config import Settings
 
-    settings = app_support.get_settings()
-    # Upgrade the answers database before listening: a schema error stops this replica here,
-    # with a message, rather than at a student's first answer.
+    settings = Settings.from_env()
+    # Upgrade the answers database before listening: a schema error stops this server here,
+    # with a message, rather than at a student's first answer. Replicas starting together take
+    # turns (SQLite's write lock, PostgreSQL's advisory lock: hematovision_core.database).
     try:
         storage.prepare(settings.database)
     except storage.StorageError as error:
         logging.error("%s (HEMATOVISION_DB)", error)
         return 1
     logging.info("Answers database ready (schema at the newest Alembic revision).")
+    from streamlit.web import cli
+
+    import app_support
+
     started = time.perf_counter()
     models = app_support.warm_up_server(settings)
     logging.info("Warm: %s loaded in %.1f s; heatmap workers starting.",

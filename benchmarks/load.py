@@ -293,6 +293,9 @@ def format_report(report: dict) -> str:
                      f"{server['rss_after'] / mib:.0f} MiB, peak {server['peak_rss'] / mib:.0f} MiB "
                      f"(children {server['peak_children_rss'] / mib:.0f} MiB), "
                      f"threads max {server['max_threads']}")
+        lines.append(f"server and children together: "
+                     f"{server['cpu_seconds'] + server['children_cpu_seconds']:.1f} CPU s, "
+                     f"peak RSS {server['peak_total_rss'] / mib:.0f} MiB")
     lines += [f"error: {message}" for message in report["errors"]]
     return "\n".join(lines)
 

@@ -18,21 +18,29 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # README's run command: models warm before the server listens (serve.py), production settings
-# from .streamlit/config.toml; only the address is pinned to loopback here.
+# from .streamlit/config.toml, one replica per core behind nginx where nginx is installed; only
+# the address is pinned to loopback here.
 SERVER_COMMAND = [sys.executable, "serve.py", "--server.address", "127.0.0.1"]
 SAMPLE_SECONDS = 0.2
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def start_server(port: int, env: dict[str, str], cwd: Path | str = REPO_ROOT) -> subprocess.Popen:
-    """Start the app on 127.0.0.1:`port` from the repository root; the caller must kill it."""
-    command = SERVER_COMMAND + ["--server.port", str(port)]
+def start_server(port: int, env: dict[str, str], cwd: Path | str = REPO_ROOT,
+                 replicas: int | None = None) -> subprocess.Popen:
+    """Start the app on 127.0.0.1:`port` from the repository root; the caller must stop it.
+
+    `replicas`: None for README's command as it is (one replica per core where nginx is
+    installed), 1 for one Streamlit process.
+    """
+    replica_option = [] if replicas is None else ["--replicas", str(replicas)]
+    command = SERVER_COMMAND + replica_option + ["--server.port", str(port)]
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def stop_server(server: subprocess.Popen, grace_seconds: float = 10.0) -> None:
-    """Stop a server from `start_server` and any worker it forked (its own process group)."""
+def stop_server(server: subprocess.Popen, grace_seconds: float = 30.0) -> None:
+    """Stop a server from `start_server` and any worker it forked (its own process group); a
+    supervising serve.py stops its replicas and nginx on the SIGTERM (up to 15 s)."""
     for sent, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, None)):
         try:
             os.killpg(server.pid, sent)
@@ -106,6 +114,9 @@ class ServerUsage:
     rss_after: int = 0
     peak_rss: int = 0
     peak_children_rss: int = 0  # the largest sum of the children's RSS seen in one sample
+    # The largest RSS of the server and its children together in one sample: what the machine
+    # holds for the app, replicas and heatmap workers included (serve.py with nginx supervises).
+    peak_total_rss: int = 0
     max_threads: int = 0
     samples: int = 0
 
@@ -172,3 +183,4 @@ class ServerSampler:
         usage.peak_rss = max(usage.peak_rss, status.get("rss", 0))
         usage.max_threads = max(usage.max_threads, status.get("threads", 0))
         usage.peak_children_rss = max(usage.peak_children_rss, children_rss)
+        usage.peak_total_rss = max(usage.peak_total_rss, status.get("rss", 0) + children_rss)

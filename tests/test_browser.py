@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.server import start_server, stop_server, wait_healthy
+from hematovision_core.heatmap import MIDDLE_LAYER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHOTS = REPO_ROOT / "var" / "browser"
@@ -369,6 +370,10 @@ def test_lab_user_uploads_three_images_and_a_bad_file_and_downloads_the_report(
         assert table.is_displayed()
         for header in ("Prediction", "Confidence", "Runner-up"):
             assert header in table.text or table.get_attribute("innerHTML").count(header)
+        # A middle-layer Grad-CAM needs gradients: TensorFlow in the heatmap workers, which
+        # README's command shares between its replicas (explain_pool.share).
+        pick_radio(browser, "depth", "middle")
+        wait_text(browser, f"Overlay (layer {MIDDLE_LAYER})", timeout=120)
         click(browser, "report")
         report = wait_download(browser.downloads, "hematovision-report-*.html")
         assert "<img" in report.read_text(encoding="utf-8")

@@ -41,7 +41,7 @@ def test_an_answer_given_on_one_replica_is_seen_on_the_other_real_data(shared_da
     try:
         for _ in range(2):  # one after the other: the second port is free once the first listens
             port = free_port()
-            servers.append(start_server(port, dict(os.environ)))
+            servers.append(start_server(port, dict(os.environ), replicas=1))
             urls.append(f"http://127.0.0.1:{port}")
             wait_healthy(urls[-1], timeout=120)
         report = run_load(LoadOptions(urls[0], "quiz", 1, timeout=300, answers=ANSWERS))

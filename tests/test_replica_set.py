@@ -1,0 +1,145 @@
+"""replica_set.py: `python serve.py` serves from one replica per core behind nginx, and stops the
+whole set when any part of it dies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import replica_set
+from benchmarks.server import descendants, wait_healthy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+
+
+@pytest.mark.parametrize("argv, count, rest", [
+    ([], None, []),
+    (["--replicas", "3", "--server.port", "8502"], 3, ["--server.port", "8502"]),
+    (["--server.port=8502", "--replicas=1"], 1, ["--server.port=8502"]),
+    (["--replicas", "auto"], None, []),
+])
+def test_the_replicas_option_is_taken_off_streamlits_options(argv, count, rest):
+    assert replica_set.take_replicas_option(argv) == (count, rest)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "33", ""])
+def test_a_bad_replica_count_is_refused_with_the_allowed_range(value):
+    with pytest.raises(replica_set.ReplicaOptionError, match="1 to 32"):
+        replica_set.take_replicas_option(["--replicas", value] if value else ["--replicas"])
+
+
+@pytest.mark.parametrize("argv, listen", [
+    ([], "8501"),  # Streamlit's default: port 8501 on every interface
+    (["--server.port", "8502"], "8502"),
+    (["--server.address", "127.0.0.1", "--server.port=9000"], "127.0.0.1:9000"),
+    (["--server.address", "::1", "--server.port", "9000"], "[::1]:9000"),
+])
+def test_nginx_listens_where_the_command_says(argv, listen, monkeypatch):
+    monkeypatch.delenv("HV_LISTEN", raising=False)
+    monkeypatch.delenv("STREAMLIT_SERVER_PORT", raising=False)
+    monkeypatch.delenv("STREAMLIT_SERVER_ADDRESS", raising=False)
+    assert replica_set.listen_directive(argv) == listen
+
+
+def test_the_replicas_get_every_option_but_the_public_address():
+    argv = ["--server.port", "8502", "--server.address=0.0.0.0", "--server.maxUploadSize", "20"]
+    assert replica_set.without_options(argv, ("--server.port", "--server.address")) == [
+        "--server.maxUploadSize", "20"]
+
+
+def test_replica_ports_are_distinct_and_free(monkeypatch):
+    monkeypatch.delenv("HV_FIRST_PORT", raising=False)
+    ports = replica_set.replica_ports(3)
+    assert len(set(ports)) == 3
+    for port in ports:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_supervisor(port: int, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "serve.py", "--replicas", "2", "--server.address",
+                             "127.0.0.1", "--server.port", str(port)], cwd=REPO_ROOT, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def replica_pids(supervisor: subprocess.Popen) -> list[int]:
+    found = []
+    for pid in descendants(supervisor.pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--replicas" in command and command[command.index(b"--replicas") + 1] == b"1":
+            found.append(pid)
+    return found
+
+
+@needs_nginx
+def test_a_replica_that_dies_stops_the_set_and_frees_every_port_real_data(shared_data, tmp_path):
+    port = free_port()
+    env = dict(os.environ, HEMATOVISION_DATA=str(shared_data), HEMATOVISION_VAR=str(tmp_path),
+               HEMATOVISION_DB=str(tmp_path / "quiz.sqlite3"))
+    env.pop("HV_LISTEN", None)
+    env.pop("HV_FIRST_PORT", None)
+    supervisor = start_supervisor(port, env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", timeout=240)
+        answered_by = set()
+        for browser in range(20):  # nginx places browsers by their affinity cookie
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/_stcore/health",
+                                             headers={"Cookie": f"hv_replica=browser-{browser}"})
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                answered_by.add(reply.headers["X-HematoVision-Replica"])
+        replica_ports = {int(address.rsplit(":", 1)[1]) for address in answered_by}
+        assert len(replica_ports) == 2 and port not in replica_ports
+        pids = replica_pids(supervisor)
+        assert len(pids) == 2
+        os.kill(pids[0], signal.SIGKILL)  # a replica crashes
+        assert supervisor.wait(timeout=60) == 1
+    finally:
+        if supervisor.poll() is None:
+            supervisor.send_signal(signal.SIGTERM)
+            supervisor.wait(timeout=60)
+    log = supervisor.stderr.read()
+    assert "exited with code -9; stopping the others" in log and "replicas: stopped" in log
+    time.sleep(1)
+    assert not any(listening(p) for p in {port, *replica_ports})
+
+
+@needs_nginx
+def test_a_replica_that_cannot_start_stops_the_set_with_its_reason(tmp_path):
+    env = dict(os.environ, HEMATOVISION_VAR=str(tmp_path),
+               HEMATOVISION_DB="mysql://nobody@127.0.0.1:1/none")  # not a database we support
+    env.pop("HV_LISTEN", None)
+    supervisor = start_supervisor(free_port(), env)
+    try:
+        assert supervisor.wait(timeout=120) == 1
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+    log = supervisor.stderr.read()
+    assert "(HEMATOVISION_DB)" in log  # the replica's own message
+    assert "exited with code 1; stopping the others" in log and "replicas: stopped" in log
