@@ -3,8 +3,8 @@
 Streamlit runs every session's page in threads of one Python process, so one server keeps about
 one core busy however many the machine has, and its event loop (websockets, HTTP) waits for the
 GIL behind the page runs. On this project's 2-core machine, 200 students pressing Start the
-instant the Quiz page arrives waited 6.4-7.6 s (p95) for the page from one process, and 2.5 s from
-two replicas behind nginx (README, "Lecture-hall load").
+instant the Quiz page arrives waited 7.3-8.5 s (p95) for the page from one process, and 2.4-3.3 s
+from two replicas behind nginx, which also used less CPU (README, "Lecture-hall load").
 
 `python serve.py` therefore starts one replica per core (at most `MOST_BY_DEFAULT`) when nginx is
 installed: each a whole `serve.py` on its own loopback port, and nginx on the address and port the
@@ -216,15 +216,19 @@ def serve_replicas(count: int, argv: Sequence[str]) -> int:
             env = {name: value for name, value in os.environ.items()
                    if name not in ("HV_LISTEN", "HV_FIRST_PORT")}  # a replica serves, alone
             env.update(pool_env, HEMATOVISION_REPLICA=str(number))
+            # stdout: only Streamlit's "view your app at" banner with the replica's own port,
+            # which is not where browsers go; logs and errors are on stderr.
             started.append((f"replica {number} (127.0.0.1:{port})",
-                            subprocess.Popen(command, env=env, start_new_session=True)))
+                            subprocess.Popen(command, env=env, start_new_session=True,
+                                             stdout=subprocess.DEVNULL)))
         _wait_until_warm(started, ports)
         config = write_nginx_config(run_dir, listen, ports)
         nginx = subprocess.Popen(["nginx", "-p", str(run_dir), "-c", str(config),
                                   "-g", "daemon off;"], start_new_session=True)
         started.append(("nginx", nginx))
-        log.info("Serving on %s: %d replicas (127.0.0.1:%s) behind nginx; Ctrl-C stops all.",
-                 listen, count, ", ".join(map(str, ports)))
+        log.info("The app is at http://%s (nginx, in front of %d replicas on 127.0.0.1:%s); "
+                 "Ctrl-C stops all.", listen if ":" in listen else f"localhost:{listen}", count,
+                 ", ".join(map(str, ports)))
         while True:
             _check_alive(started)
             time.sleep(0.5)

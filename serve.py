@@ -112,8 +112,10 @@ def main(argv: list[str]) -> int:
 
     started = time.perf_counter()
     models = app_support.warm_up_server(settings)
-    logging.info("Warm: %s loaded in %.1f s; heatmap workers starting.",
-                 ", ".join(models) or "no model", time.perf_counter() - started)
+    logging.info("Warm: %s loaded in %.1f s; %s.", ", ".join(models) or "no model",
+                 time.perf_counter() - started,
+                 "heatmaps go to the supervisor's shared workers" if replica else
+                 "heatmap workers starting")
     start_memory_janitor()
     import streamlit_theme_memo
 

@@ -38,6 +38,20 @@ def test_a_bad_replica_count_is_refused_with_the_allowed_range(value):
         replica_set.take_replicas_option(["--replicas", value] if value else ["--replicas"])
 
 
+@pytest.mark.parametrize("nginx, cores, count", [
+    (None, 8, 1),  # nothing to balance the replicas: one process, and the log says why
+    ("/usr/sbin/nginx", 1, 1), ("/usr/sbin/nginx", 2, 2),
+    ("/usr/sbin/nginx", 16, replica_set.MOST_BY_DEFAULT),  # each replica holds its own models
+])
+def test_by_default_one_replica_per_core_where_nginx_can_balance_them(nginx, cores, count,
+                                                                      monkeypatch, caplog):
+    monkeypatch.setattr(replica_set.shutil, "which", lambda name: nginx)
+    monkeypatch.setattr(replica_set, "cores", lambda: cores)
+    with caplog.at_level("INFO"):
+        assert replica_set.default_count() == count
+    assert ("install nginx" in caplog.text) == (nginx is None)
+
+
 @pytest.mark.parametrize("argv, listen", [
     ([], "8501"),  # Streamlit's default: port 8501 on every interface
     (["--server.port", "8502"], "8502"),
