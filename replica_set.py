@@ -19,7 +19,12 @@ The supervisor (`serve_replicas`) keeps the machine's one pool of heatmap worker
 replicas, each in its own process group, waits until every one is warm, and only then starts
 nginx: the public port answers once the whole set is ready. Ctrl-C or SIGTERM stops everything it
 started. A replica or nginx that dies stops the rest with a message, so whatever restarts the
-server (systemd, docker) restarts a whole set, never half of one.
+server (systemd, docker) restarts a whole set, never half of one. A supervisor killed outright
+(SIGKILL) cannot stop anything: its replicas notice their parent is gone and stop themselves
+(`serve.py`), and nginx, left answering 502, must be stopped by its PID (its `nginx.pid`).
+
+The supervisor hands its replicas HEMATOVISION_REPLICA (their number, in their log lines) and
+HEMATOVISION_HEATMAP_POOL (the shared pool's socket and key); neither is meant to be set by hand.
 """
 
 from __future__ import annotations
@@ -202,8 +207,8 @@ def serve_replicas(count: int, argv: Sequence[str]) -> int:
     replica_argv = without_options(argv, ("--server.port", "--server.address"))
     run_dir = Path(tempfile.mkdtemp(prefix="hematovision-replicas."))
     started: list[tuple[str, subprocess.Popen]] = []
-    signal.signal(signal.SIGINT, _raise_stop)
-    signal.signal(signal.SIGTERM, _raise_stop)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: its terminal closed
+        signal.signal(signum, _raise_stop)
     from hematovision_core import explain_pool
     from hematovision_core.config import Settings
     from hematovision_core.model_io import list_model_folders
@@ -239,8 +244,8 @@ def serve_replicas(count: int, argv: Sequence[str]) -> int:
         log.error("%s; stopping the others.", error)
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up
         _stop_all(started)
         explain_pool.shutdown()
         shutil.rmtree(run_dir, ignore_errors=True)

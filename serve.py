@@ -19,6 +19,7 @@ import ctypes.util
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -74,6 +75,21 @@ def start_memory_janitor(interval_s: float = JANITOR_SECONDS) -> None:
     threading.Thread(target=tidy, name="memory-janitor", daemon=True).start()
 
 
+def stop_when_orphaned(interval_s: float = 2.0) -> None:
+    """A replica stops itself (SIGTERM, Streamlit's clean shutdown) once its supervisor is gone:
+    it runs in a session of its own, so nothing else would stop it if the supervisor were
+    killed outright, and it would hold its port and memory for ever."""
+    supervisor = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(interval_s)
+        logging.warning("The supervisor (PID %d) is gone; this replica stops.", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     limit_malloc_arenas()
     sys.path.insert(0, str(ROOT))
@@ -117,6 +133,8 @@ def main(argv: list[str]) -> int:
                  "heatmaps go to the supervisor's shared workers" if replica else
                  "heatmap workers starting")
     start_memory_janitor()
+    if replica:
+        stop_when_orphaned()
     import streamlit_theme_memo
 
     streamlit_theme_memo.install()  # after the warm-up: it imports streamlit.config

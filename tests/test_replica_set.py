@@ -3,6 +3,7 @@ whole set when any part of it dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -157,3 +158,39 @@ def test_a_replica_that_cannot_start_stops_the_set_with_its_reason(tmp_path):
     log = supervisor.stderr.read()
     assert "(HEMATOVISION_DB)" in log  # the replica's own message
     assert "exited with code 1; stopping the others" in log and "replicas: stopped" in log
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return ""
+
+
+@needs_nginx
+def test_replicas_stop_themselves_when_the_supervisor_is_killed_outright_real_data(shared_data,
+                                                                                    tmp_path):
+    port = free_port()
+    env = dict(os.environ, HEMATOVISION_DATA=str(shared_data), HEMATOVISION_VAR=str(tmp_path),
+               HEMATOVISION_DB=str(tmp_path / "quiz.sqlite3"))
+    env.pop("HV_LISTEN", None)
+    supervisor = start_supervisor(port, env)
+    nginx: list[int] = []
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", timeout=240)
+        replicas = replica_pids(supervisor)
+        nginx = [pid for pid in descendants(supervisor.pid) if "nginx" in process_name(pid)]
+        assert len(replicas) == 2 and nginx
+        supervisor.kill()  # SIGKILL: no clean-up runs in the supervisor
+        supervisor.wait(timeout=30)
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in replicas):
+            assert time.monotonic() < deadline, "the orphaned replicas kept running"
+            time.sleep(0.5)
+    finally:
+        for pid in nginx:  # what the killed supervisor started and could not stop
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
