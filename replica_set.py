@@ -38,13 +38,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATE = ROOT / "deploy" / "hematovision.conf.template"
-MOST_BY_DEFAULT = 4  # each replica holds its own models and heatmap worker (~1.2 GiB together)
+CONFIG = ROOT / ".streamlit" / "config.toml"
+MOST_BY_DEFAULT = 4  # each replica holds its own models and sessions (~0.6 GiB warm)
 STARTUP_SECONDS = 300  # warm-up, the heatmap worker's TensorFlow import, on a busy machine
 STOP_SECONDS = 15
 
@@ -98,8 +100,9 @@ def default_count() -> int:
 
 
 def streamlit_option(argv: Sequence[str], name: str) -> str | None:
-    """The last value given for a Streamlit option (`--name value` or `--name=value`), else the
-    `STREAMLIT_...` environment variable Streamlit would read, else None."""
+    """A Streamlit option as Streamlit would read it: the last `--name value` or `--name=value`,
+    else its `STREAMLIT_...` environment variable, else the project's `.streamlit/config.toml`,
+    else None."""
     value = None
     for index, item in enumerate(argv):
         if item == name and index + 1 < len(argv):
@@ -108,6 +111,10 @@ def streamlit_option(argv: Sequence[str], name: str) -> str | None:
             value = item.split("=", 1)[1]
     if value is None:
         value = os.environ.get("STREAMLIT_" + name[2:].upper().replace(".", "_"))
+    if value is None and CONFIG.is_file():
+        section, _, key = name[2:].partition(".")
+        found = tomllib.loads(CONFIG.read_text()).get(section, {}).get(key)
+        value = None if found is None else str(found)
     return value
 
 

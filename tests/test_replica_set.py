@@ -66,6 +66,20 @@ def test_nginx_listens_where_the_command_says(argv, listen, monkeypatch):
     assert replica_set.listen_directive(argv) == listen
 
 
+def test_a_port_set_in_the_environment_or_config_file_is_where_nginx_listens(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.delenv("HV_LISTEN", raising=False)
+    monkeypatch.delenv("STREAMLIT_SERVER_ADDRESS", raising=False)
+    monkeypatch.setenv("STREAMLIT_SERVER_PORT", "8600")
+    assert replica_set.listen_directive([]) == "8600"
+    assert replica_set.listen_directive(["--server.port", "8601"]) == "8601"  # as Streamlit
+    monkeypatch.delenv("STREAMLIT_SERVER_PORT")
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\nport = 8602\naddress = "127.0.0.1"\n')
+    monkeypatch.setattr(replica_set, "CONFIG", config)
+    assert replica_set.listen_directive([]) == "127.0.0.1:8602"
+
+
 def test_the_replicas_get_every_option_but_the_public_address():
     argv = ["--server.port", "8502", "--server.address=0.0.0.0", "--server.maxUploadSize", "20"]
     assert replica_set.without_options(argv, ("--server.port", "--server.address")) == [
