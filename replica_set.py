@@ -166,6 +166,7 @@ def write_nginx_config(run_dir: Path, listen: str, ports: Sequence[int]) -> Path
     site = "".join(
         line if line.lstrip().startswith("#") else
         line.replace("${HV_LISTEN}", listen).replace("${HV_UPSTREAM_SERVERS}", servers)
+        .replace("${HV_CACHE_DIR}", str(run_dir / "tmp" / "static"))
         for line in TEMPLATE.read_text().splitlines(keepends=True))
     (run_dir / "hematovision.conf").write_text(site)
     # nginx's workers drop root privileges and write request bodies here.

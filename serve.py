@@ -2,7 +2,7 @@
 Streamlit serving `Home.py` (through `served_app.py`) with the production settings of
 `.streamlit/config.toml`.
 
-    HEMATOVISION_DATA=../shared/data python serve.py [--replicas N] [streamlit options, e.g. --server.port 8502]
+    HEMATOVISION_DATA=../shared/data python serve.py [--replicas N] [--server.port 8502 ...]
 
 With nginx installed it serves from one replica per core behind nginx (`replica_set.py`): one
 Streamlit process uses about one core. `--replicas 1` serves from this process alone.

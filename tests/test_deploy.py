@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks.load import LoadOptions, run_load
 from benchmarks.server import wait_healthy
+from benchmarks.streamlit_client import FRONTEND_ASSET
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_LOCAL = REPO_ROOT / "deploy" / "run-local.sh"
@@ -104,6 +105,18 @@ def test_run_local_serves_two_replicas_behind_nginx_and_stops_them_real_data(sha
         assert {replica_of(url, key)[0] for _ in range(5)} == {answered_by}  # it stays put
         assert replica_of(url, key)[1] is None  # no new cookie once it has one
         assert len({replica_of(url, f"browser-{n}")[0] for n in range(20)}) == 2  # both used
+        # The frontend's files: the first browser's request reaches a replica, later ones are
+        # answered by nginx from its cache, gzipped and the same bytes.
+        index = urllib.request.urlopen(url + "/", timeout=30).read().decode()
+        asset = FRONTEND_ASSET.findall(index)[0]
+        answers = []
+        for _ in range(2):
+            request = urllib.request.Request(f"{url}/{asset}", headers={"Accept-Encoding": "gzip"})
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                answers.append((reply.headers["X-HematoVision-Cache"],
+                                reply.headers["Content-Encoding"], reply.read()))
+        assert [cache for cache, _, _ in answers] == ["MISS", "HIT"]
+        assert answers[0][1:] == answers[1][1:] and answers[0][1] == "gzip"
         # Websockets through nginx: two students answer a question each.
         report = run_load(LoadOptions(url, "quiz", 2, timeout=240, answers=1))
         assert report["error_count"] == 0, report["errors"]
