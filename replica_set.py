@@ -43,6 +43,8 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from hematovision_core.runtime import cpu_count
+
 ROOT = Path(__file__).resolve().parent
 TEMPLATE = ROOT / "deploy" / "hematovision.conf.template"
 CONFIG = ROOT / ".streamlit" / "config.toml"
@@ -77,18 +79,9 @@ def take_replicas_option(argv: Sequence[str]) -> tuple[int | None, list[str]]:
     return count, rest
 
 
-def cores() -> int:
-    """Cores this process may use, as `hematovision_core.runtime.cpu_count` counts them (the
-    affinity mask), without importing numpy into the supervisor."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def default_count() -> int:
     """One replica per core, at most `MOST_BY_DEFAULT`; one without nginx to balance them."""
-    cores_here = cores()
+    cores_here = cpu_count()
     if shutil.which("nginx") is None:
         if cores_here > 1:
             log.info("nginx is not installed, so the app serves from one process and uses about "

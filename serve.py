@@ -106,8 +106,8 @@ def main(argv: list[str]) -> int:
     if replicas is None:
         replicas = replica_set.default_count()
     if replicas > 1 or os.environ.get("HV_LISTEN"):
-        # This process only supervises (about 20 MiB): each replica is this command with
-        # --replicas 1, and upgrades the database and warms its models as below.
+        # This process supervises (56 MiB, keeping the shared heatmap pool): each replica is
+        # this command with --replicas 1, and upgrades the database and warms its models below.
         return replica_set.serve_replicas(replicas, argv)
     from hematovision_core import storage
     from hematovision_core.config import Settings

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +18,9 @@ import pytest
 import replica_set
 from benchmarks.server import descendants, wait_healthy
 
+from test_deploy import listening, needs_nginx
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 
 
 @pytest.mark.parametrize("argv, count, rest", [
@@ -47,7 +47,7 @@ def test_a_bad_replica_count_is_refused_with_the_allowed_range(value):
 def test_by_default_one_replica_per_core_where_nginx_can_balance_them(nginx, cores, count,
                                                                       monkeypatch, caplog):
     monkeypatch.setattr(replica_set.shutil, "which", lambda name: nginx)
-    monkeypatch.setattr(replica_set, "cores", lambda: cores)
+    monkeypatch.setattr(replica_set, "cpu_count", lambda: cores)
     with caplog.at_level("INFO"):
         assert replica_set.default_count() == count
     assert ("install nginx" in caplog.text) == (nginx is None)
@@ -99,11 +99,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def start_supervisor(port: int, env: dict[str, str]) -> subprocess.Popen:
