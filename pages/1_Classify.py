@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
+from app_downloads import prepared_download
 from app_support import (classify_files, data_missing_message, disclaimer, example_pool,
                          explain, get_settings, model_key, model_sidebar, plain)
 from hematovision_core import charts
@@ -320,15 +321,19 @@ if results:
     prediction_ui(shown)
     what_if_ui(shown)
     st.subheader("Where does the model look?")
-    explained = explanation_ui(shown, explain_controls_ui())
+    controls = explain_controls_ui()
+    explained = explanation_ui(shown, controls)
     if explained:
         heatmap, blended = explained
-        # Made when clicked: encoding its images was a third of a classification's server time.
-        st.download_button("Download report (HTML)",
-                           lambda: html_report(shown, blended, heatmap, classifier.model_folder,
-                                               datetime.now(timezone.utc)).encode("utf-8"),
-                           file_name=f"hematovision-report-{shown.digest[:8]}.html",
-                           mime="text/html", key="report", on_click="ignore",
-                           icon=":material/description:")
+        # Made on request: encoding its images was a third of a classification's server time.
+        prepared_download("Download report (HTML)",
+                          lambda: html_report(shown, blended, heatmap, classifier.model_folder,
+                                              datetime.now(timezone.utc)).encode("utf-8"),
+                          key="report", subject=(shown.digest, heatmap.method,
+                                                 heatmap.class_index, heatmap.layer,
+                                                 controls["opacity"], controls["colormap"]),
+                          file_name=f"hematovision-report-{shown.digest[:8]}.html",
+                          mime="text/html", prepare_label="Prepare a report (HTML)",
+                          icon=":material/description:")
 elif not failures and not files:
     st.info("Add an image above to classify it.", icon=":material/arrow_upward:")

@@ -6,6 +6,7 @@ import uuid
 
 import streamlit as st
 
+from app_downloads import prepared_download
 from app_support import disclaimer, get_settings, show_image
 from hematovision_core import charts, class_report, login_guard, quiz, storage
 from hematovision_core.quiz_pool import image_path
@@ -149,10 +150,11 @@ st.subheader("Students")
 st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
              column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
                             "model_accuracy": st.column_config.NumberColumn(format="percent")})
-# A callable: the CSV is made on the click and only then gets a media URL; handing bytes here
-# would store it under a URL anyone could fetch, no password asked, until well after this
-# session ends. The callable itself is dropped with the session. Only the click loads every row.
+# Made on request, not in every page run (only then are every row loaded); dropped when the code
+# or its number of answers changes, so it never outlives the figures above.
 database = settings.database
-st.download_button("Download all answers (CSV)",
-                   lambda: quiz.answers_csv(storage.load_answers(database, quiz_code=code)),
-                   file_name=f"quiz-{code}.csv", mime="text/csv", key="export_csv")
+prepared_download("Download all answers (CSV)",
+                  lambda: quiz.answers_csv(storage.load_answers(database, quiz_code=code)),
+                  key="export_csv", subject=(code, report.answers), file_name=f"quiz-{code}.csv",
+                  mime="text/csv", prepare_label="Prepare the CSV of all answers",
+                  errors=(storage.StorageError,), icon=":material/table:")

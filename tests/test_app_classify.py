@@ -93,7 +93,7 @@ def test_classify_page_renders_with_the_disclaimer_and_no_input(tiny_env):
     assert set(at.file_uploader(key="uploads").allowed_type) >= {".jpg", ".png", ".tif", ".bmp"}
 
 
-def test_upload_shows_prediction_chart_heatmap_morphology_and_report(tiny_env, media_managers):
+def test_upload_shows_prediction_chart_heatmap_morphology_and_report(tiny_env):
     at = new_app().run()
     at.file_uploader(key="uploads").set_value([real_image(tiny_env, "eosinophil")])
     at.run()
@@ -104,12 +104,18 @@ def test_upload_shows_prediction_chart_heatmap_morphology_and_report(tiny_env, m
     assert any(e.label.startswith(f"Morphology: {predicted}") for e in at.expander)
     images = heatmap_images(at)
     assert "Original" in images and len(images) >= 4  # the upload, original, heatmap, overlay
-    button = at.download_button(key="report").proto
-    assert not button.url, "the report was made before anyone asked for it"
-    url = media_managers[-1].execute_deferred(button.deferred_file_id)  # what a click asks for
-    report = media(url).decode("utf-8")
+    assert not [b for b in at.get("download_button") if "report" in b.proto.label], \
+        "the report was made before anyone asked for it"
+    at.button(key="report_prepare").click().run()
+    no_exception(at)
+    report = media(at.download_button(key="report").proto.url).decode("utf-8")
     assert predicted in report and "data:image/png;base64," in report
     assert "http://" not in report and "https://" not in report  # one file, no external links
+    at.run()  # another run of the page keeps the report it made
+    assert at.download_button(key="report")
+    colormap = at.selectbox(key="colormap")
+    colormap.select(next(c for c in colormap.options if c != colormap.value)).run()
+    assert at.button(key="report_prepare"), "a report of the old colours was still offered"
 
 
 def switch_and_check(at, steps) -> None:

@@ -15,6 +15,7 @@ import csv
 import os
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -59,27 +60,57 @@ def precompute_explorer_split(settings) -> None:
 
 
 @pytest.fixture(scope="module")
-def app_url(shared_data, tmp_path_factory):
-    """A real server on a free port with the shipped models, the real data, and a fresh
-    var folder and quiz database."""
+def server_env(shared_data, tmp_path_factory) -> dict[str, str]:
+    """The server's environment: the shipped models, the real data, and a fresh var folder and
+    quiz database."""
+    var = tmp_path_factory.mktemp("browser-var")
+    return dict(os.environ, HEMATOVISION_DATA=str(shared_data),
+                HEMATOVISION_MODELS=str(REPO_ROOT / "models"), HEMATOVISION_VAR=str(var),
+                HEMATOVISION_DB=str(var / "quiz.sqlite3"),
+                HEMATOVISION_INSTRUCTOR_PASSWORD=PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def app_url(server_env):
+    """A real server on a free port (README's command: replicas behind nginx where installed)."""
     from hematovision_core.config import Settings
 
     if not (REPO_ROOT / "models" / "pbc-8class" / "model.json").is_file():
         pytest.skip("the shipped models are not in models/")
-    var = tmp_path_factory.mktemp("browser-var")
-    env = dict(os.environ, HEMATOVISION_DATA=str(shared_data),
-               HEMATOVISION_MODELS=str(REPO_ROOT / "models"), HEMATOVISION_VAR=str(var),
-               HEMATOVISION_DB=str(var / "quiz.sqlite3"),
-               HEMATOVISION_INSTRUCTOR_PASSWORD=PASSWORD)
     port = free_port()
-    server = start_server(port, env)
+    server = start_server(port, server_env)
     try:
-        precompute_explorer_split(Settings.from_env(env))  # while the server warms up
+        precompute_explorer_split(Settings.from_env(server_env))  # while the server warms up
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, timeout=180)
         yield url
     finally:
         stop_server(server)
+
+
+@contextlib.contextmanager
+def students_answering(url: str, server_env: dict[str, str], monkeypatch):
+    """A few simulated students answering a quiz (the load tool, in a thread) while the block
+    runs; yields the load's report, filled in once they are done (bounded: 60 s)."""
+    from benchmarks.load import LoadOptions, run_load
+    from hematovision_core import storage
+
+    for name in ("HEMATOVISION_DATA", "HEMATOVISION_VAR", "HEMATOVISION_DB"):
+        monkeypatch.setenv(name, server_env[name])  # where the load tool counts their answers
+    report: dict = {}
+    load = threading.Thread(target=lambda: report.update(run_load(LoadOptions(
+        url, "quiz", sessions=4, answers=25, think_seconds=0.1, timeout=60))))
+    load.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any(code.quiz_code.startswith("LOAD-") and code.answers
+                      for code in storage.quiz_codes(server_env["HEMATOVISION_DB"])):
+            if time.monotonic() > deadline or not load.is_alive():
+                raise TimeoutError(f"the simulated students never answered: {report}")
+            time.sleep(0.2)
+        yield report
+    finally:
+        load.join(timeout=90)
 
 
 @pytest.fixture(scope="module")
@@ -297,8 +328,8 @@ def test_student_practises_with_feedback_then_sits_an_exam_with_a_code(browser, 
         assert "Results" in page_text(browser)
 
 
-def test_instructor_logs_in_after_a_wrong_password_and_downloads_the_codes_answers(browser,
-                                                                                   app_url):
+def test_instructor_logs_in_after_a_wrong_password_and_downloads_the_codes_answers(
+        browser, app_url, server_env, monkeypatch):
     with journey(browser, "instructor"):
         open_page(browser, app_url, "Instructor")
         type_into(browser, "instructor_password", "not-the-password", commit="")
@@ -313,10 +344,15 @@ def test_instructor_logs_in_after_a_wrong_password_and_downloads_the_codes_answe
         metrics = dict(zip(texts(browser, "[data-testid='stMetricLabel']"),
                            texts(browser, "[data-testid='stMetricValue']")))
         assert metrics["Answers"] == "5" and metrics["Students"] == "1"
-        click(browser, "export_csv")
-        download = wait_download(browser.downloads, "quiz-HALL-1*.csv")
+        click(browser, "export_csv_prepare")
+        # Every script run of any session sweeps the files no session refers to: a CSV handed
+        # out as Streamlit's deferred download was gone before the browser fetched it.
+        with students_answering(app_url, server_env, monkeypatch) as load:
+            click(browser, "export_csv")
+            download = wait_download(browser.downloads, "quiz-HALL-1*.csv")
         rows = list(csv.DictReader(download.read_text(encoding="utf-8-sig").splitlines()))
         assert len(rows) == 5 and {row["quiz_code"] for row in rows} == {"HALL-1"}
+        assert load["error_count"] == 0 and load["answers_stored"] == 4 * 25, load["errors"]
 
 
 def test_trainee_browses_a_class_opens_an_image_and_picks_a_confusion_cell(browser, app_url):
@@ -374,6 +410,7 @@ def test_lab_user_uploads_three_images_and_a_bad_file_and_downloads_the_report(
         # README's command shares between its replicas (explain_pool.share).
         pick_radio(browser, "depth", "middle")
         wait_text(browser, f"Overlay (layer {MIDDLE_LAYER})", timeout=120)
+        click(browser, "report_prepare")
         click(browser, "report")
         report = wait_download(browser.downloads, "hematovision-report-*.html")
         assert "<img" in report.read_text(encoding="utf-8")
