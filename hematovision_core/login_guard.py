@@ -10,14 +10,17 @@ wrong passwords per browser session and across the whole server:
   within `server_window` seconds, from any sessions, lock every sign-in for `server_lockout`.
   With the defaults that is at most 50 guesses per 20 minutes (about 3,600 a day), hopeless
   against a password of 10 random characters. The price is that a determined guesser can keep the
-  instructor from *signing in*; a session that already signed in stays signed in.
+  instructor from *signing in*; a session that already signed in stays signed in. The count is a
+  `ServerCount`: in this process's memory (`MemoryCount`), or in the database every replica
+  shares (`instructor_sign_in.DatabaseCount`, what the app uses), so N replicas lock at the same
+  50 as one.
 
 Refused tries (during a wait) do not count, and neither does the same wrong password seen again
 (Streamlit reruns the page on every click, with the typed value still in the box). Nothing
 here sleeps: a try during a wait is refused at once with the seconds left, so guessing holds no
 server thread. Failures are logged (session, counts, client address if known), never the password.
-The clock is injectable so tests need not wait; one lock makes the guard safe across
-Streamlit's session threads.
+The clock (wall-clock seconds: a database count is compared across processes) is injectable so
+tests need not wait; one lock makes the guard safe across Streamlit's session threads.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +73,51 @@ class _Session:
     last_seen: float = 0.0
 
 
+class ServerCount(Protocol):
+    """The server-wide count of wrong passwords and the lock it sets (the guard holds its lock
+    around every call)."""
+
+    def locked_until(self) -> float:
+        """When the server-wide lock ends (clock seconds); 0 or the past when there is none."""
+
+    def count_failure(self, now: float, policy: GuardPolicy) -> tuple[int, float]:
+        """Count one failure at `now`; returns (failures within the window, the lock's end if this
+        failure locked the server, else 0). A lock starts a new count."""
+
+
+class MemoryCount:
+    """The server-wide count in this process's memory: right for one process (and tests)."""
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque()  # times of failures within server_window
+        self._locked_until = 0.0
+
+    def locked_until(self) -> float:
+        return self._locked_until
+
+    def count_failure(self, now: float, policy: GuardPolicy) -> tuple[int, float]:
+        recent = self._recent
+        recent.append(now)
+        while recent and recent[0] <= now - policy.server_window:
+            recent.popleft()
+        if len(recent) < policy.server_failures:
+            return len(recent), 0.0
+        counted = len(recent)
+        recent.clear()
+        self._locked_until = now + policy.server_lockout
+        return counted, self._locked_until
+
+
 class LoginGuard:
     """Counts wrong passwords per session and server-wide and says when a try is allowed."""
 
     def __init__(self, policy: GuardPolicy | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time, server: ServerCount | None = None):
         self.policy = policy or GuardPolicy()
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
-        self._recent_failures: deque[float] = deque()  # times of failures within server_window
-        self._server_locked_until = 0.0
+        self._server = server or MemoryCount()
         self._key = secrets.token_bytes(32)  # per process: digests of wrong tries mean nothing
 
     def attempt(self, session_id: str, typed: str, expected: str,
@@ -94,8 +131,9 @@ class LoginGuard:
             right = hmac.compare_digest(typed.encode(), expected.encode())
             if right and session.signed_in:
                 return Verdict(True)  # a rerun of a signed-in page: no lock applies
-            if now < self._server_locked_until:
-                return Verdict(False, self._server_locked_until - now, "server-locked")
+            server_locked_until = self._server.locked_until()
+            if now < server_locked_until:
+                return Verdict(False, server_locked_until - now, "server-locked")
             if now < session.next_try_at:
                 reason = "session-locked" if session.locked else "delay"
                 return Verdict(False, session.next_try_at - now, reason)
@@ -116,26 +154,21 @@ class LoginGuard:
         with self._lock:
             session = self._sessions.get(session_id)
             session_wait = session.next_try_at - now if session else 0.0
-            return max(0.0, session_wait, self._server_locked_until - now)
+            return max(0.0, session_wait, self._server.locked_until() - now)
 
     def _count_failure(self, session_id: str, session: _Session, now: float,
                        client: str | None) -> Verdict:
         policy = self.policy
         session.failures += 1
-        recent = self._recent_failures
-        recent.append(now)
-        while recent and recent[0] <= now - policy.server_window:
-            recent.popleft()
+        on_server, server_locked_until = self._server.count_failure(now, policy)
         who = f"session {session_id[:8]}" + (f" from {client}" if client else "")
         log.warning("Wrong instructor password (%s): %d in this session, %d on the server in "
-                    "the last %.0f s", who, session.failures, len(recent), policy.server_window)
-        if len(recent) >= policy.server_failures:
-            self._server_locked_until = now + policy.server_lockout
-            recent.clear()
+                    "the last %.0f s", who, session.failures, on_server, policy.server_window)
+        if server_locked_until:
             log.error("Instructor sign-in locked for everyone for %.0f s after %d wrong "
-                      "passwords in %.0f s", policy.server_lockout, policy.server_failures,
+                      "passwords in %.0f s", server_locked_until - now, on_server,
                       policy.server_window)
-            return Verdict(False, policy.server_lockout, "server-locked", counted=True)
+            return Verdict(False, server_locked_until - now, "server-locked", counted=True)
         if session.failures >= policy.lockout_after:
             session.next_try_at, session.locked = now + policy.lockout_seconds, True
             log.error("Instructor sign-in locked for %s for %.0f s after %d wrong passwords",
@@ -176,7 +209,3 @@ def refusal_message(verdict: Verdict) -> str:
     if verdict.reason == "delay":
         return f"Too many wrong passwords: wait {wait} before the next try."
     return f"Wrong password. Wait {wait} before the next try." if wait else "Wrong password."
-
-
-# The one guard of this server process, shared by every session of the instructor page.
-INSTRUCTOR_GUARD = LoginGuard()

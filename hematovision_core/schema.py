@@ -9,6 +9,9 @@ Review mode (revision 0003): `students` (a kept nickname and its hashed PIN), `r
 student's missed cells on their Leitner schedule) and `reviews` (every review answer: the streak).
 Times are ISO 8601 text in UTC like `answered_at`; days (`due_on`, `day`) are ISO dates in the
 student's own calendar, so `due_on <= today` compares as text on every backend.
+
+Instructor sign-in (revision 0004): `sign_in_failures` and `sign_in_locks`, the server-wide count
+of wrong passwords that every replica shares (`instructor_sign_in`).
 """
 
 from __future__ import annotations
@@ -88,6 +91,22 @@ reviews = sa.Table(
     sa.Column("reviewed_at", sa.Text, nullable=False),  # ISO 8601 UTC
     sa.Column("day", sa.Text, nullable=False),  # ISO date in the student's calendar: the streak
     sa.Index("reviews_by_student_and_day", "student_id", "day"),
+)
+
+# The instructor sign-in's server-wide count (revision 0004): every replica's wrong passwords
+# within the window, and the locks they set, so N replicas lock at the same count as one. Times
+# are seconds since the epoch (`login_guard`'s clock); a lock clears the failures before it.
+sign_in_failures = sa.Table(
+    "sign_in_failures", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("failed_at", sa.Float, nullable=False),
+    sa.Index("sign_in_failures_by_time", "failed_at"),
+)
+
+sign_in_locks = sa.Table(
+    "sign_in_locks", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("locked_until", sa.Float, nullable=False),
 )
 
 # The table and `quiz.Answer` must not drift apart: every field is a column, in the same order.

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_downloads import prepared_download
 from app_support import disclaimer, get_settings, show_image
-from hematovision_core import charts, class_report, login_guard, quiz, storage
+from hematovision_core import charts, class_report, instructor_sign_in, login_guard, quiz, storage
 from hematovision_core.quiz_pool import image_path
 
 st.set_page_config(page_title="Instructor · HematoVision", page_icon=":material/school:",
@@ -40,8 +40,12 @@ def password_ui(expected: str) -> bool:
         return False
     # Wrong tries slow down and then lock (per session and server-wide); see login_guard.
     session_id = st.session_state.setdefault("session_id", uuid.uuid4().hex)
-    verdict = login_guard.INSTRUCTOR_GUARD.attempt(session_id, typed, expected,
-                                                   client=st.context.ip_address)
+    try:  # the server-wide count is in the database every replica shares
+        verdict = instructor_sign_in.instructor_guard(settings.database).attempt(
+            session_id, typed, expected, client=st.context.ip_address)
+    except storage.StorageError as error:
+        st.error(str(error), icon=":material/error:")
+        return False
     if not verdict.allowed:
         st.error(login_guard.refusal_message(verdict), icon=":material/lock:")
         if verdict.wait_seconds > 0:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from hematovision_core import login_guard, quiz, storage
+from hematovision_core import instructor_sign_in, login_guard, quiz, storage
 from hematovision_core.quiz import QuizSpec
 from synthetic import cell_image
 
@@ -47,8 +47,9 @@ def instructor_env(database_url, tmp_path, monkeypatch):
                         "HEMATOVISION_DB": db, "HEMATOVISION_MODELS": tmp_path / "models"}.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.syspath_prepend(str(REPO_ROOT))
-    # A fresh server-wide guard per test: one test's wrong passwords never slow another.
-    monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", login_guard.LoginGuard())
+    # Fresh guards per test: one test's wrong passwords never slow another (each test's database
+    # holds its own server-wide count).
+    monkeypatch.setattr(instructor_sign_in, "_GUARDS", {})
     return db
 
 
@@ -97,11 +98,25 @@ def test_instructor_view_refuses_a_wrong_password_and_shows_the_class(instructor
     assert {m.label: m.value for m in at.metric}["Students"] == "1"
 
 
+def test_a_database_that_cannot_count_wrong_passwords_lets_nobody_in(instructor_env, tmp_path,
+                                                                     monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database's folder should be")
+    monkeypatch.setenv("HEMATOVISION_DB", str(blocker / "quiz.sqlite3"))
+    monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    sign_in(at, PASSWORD)
+    assert not at.exception, at.exception
+    assert "could not be used" in at.error[0].value
+    assert not at.metric and not at.selectbox
+
+
 def test_repeated_wrong_passwords_slow_down_then_lock_the_page(instructor_env, monkeypatch):
     monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
     now = [0.0]
-    guard = login_guard.LoginGuard(clock=lambda: now[0])
-    monkeypatch.setattr(login_guard, "INSTRUCTOR_GUARD", guard)
+    guard = login_guard.LoginGuard(clock=lambda: now[0],
+                                   server=instructor_sign_in.DatabaseCount(instructor_env))
+    monkeypatch.setattr(instructor_sign_in, "instructor_guard", lambda database: guard)
     at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
     for number in range(4):
         sign_in(at, f"guess-{number}")

@@ -130,3 +130,63 @@ def test_messages_name_the_wait():
     guard, clock = guard_with_clock()
     verdict = fail(guard, clock, "s", 10)[-1]
     assert refusal_message(verdict) == "Too many wrong passwords: sign-in is locked for 5 min."
+
+
+# --- the server-wide count in the database (instructor_sign_in), shared by replicas ---------------
+
+
+def replicas(database_url: str, count: int, clock: FakeClock, **policy) -> list[LoginGuard]:
+    """`count` guards on one database, as README's command's replicas (one process each) are."""
+    from hematovision_core.instructor_sign_in import DatabaseCount
+
+    return [LoginGuard(GuardPolicy(**policy), clock=clock, server=DatabaseCount(database_url))
+            for _ in range(count)]
+
+
+def test_replicas_sharing_the_database_lock_at_the_same_count_as_one_process(database_url):
+    clock = FakeClock()
+    first, second = replicas(database_url, 2, clock, server_failures=50, server_window=600,
+                             server_lockout=600)
+    assert first.attempt("instructor", SECRET, SECRET).allowed
+    # A guesser with a new session per guess, spread over both replicas by the load balancer.
+    verdicts = [(first if n % 2 else second).attempt(f"bot-{n}", "guess", SECRET)
+                for n in range(50)]
+    assert all(v.reason == "wrong" for v in verdicts[:49])
+    assert verdicts[49].reason == "server-locked" and verdicts[49].wait_seconds == 600
+    for replica in (first, second):
+        refused = replica.attempt("newcomer", SECRET, SECRET)
+        assert not refused.allowed and refused.reason == "server-locked"
+        assert replica.wait_seconds("newcomer") == 600
+    assert first.attempt("instructor", SECRET, SECRET).allowed  # signed in before: unaffected
+    clock.advance(600)
+    assert second.attempt("newcomer", SECRET, SECRET).allowed
+    # Counted in each process's memory, the same 50 guesses locked nothing.
+    clock.advance(600)
+    in_memory = [LoginGuard(GuardPolicy(server_failures=50), clock=clock) for _ in range(2)]
+    assert not any(in_memory[n % 2].attempt(f"bot-{n}", "guess", SECRET).locked
+                   for n in range(50))
+
+
+def test_the_database_count_forgets_failures_older_than_the_window(database_url):
+    import sqlalchemy as sa
+
+    from hematovision_core import database
+    from hematovision_core.schema import sign_in_failures, sign_in_locks
+
+    clock = FakeClock()
+    first, second = replicas(database_url, 2, clock, server_failures=5, server_window=60,
+                             server_lockout=30)
+    for n in range(4):
+        first.attempt(f"s{n}", "guess", SECRET)
+    clock.advance(61)
+    assert second.attempt("s9", "guess", SECRET).reason == "wrong"
+    assert second.wait_seconds("s10") == 0
+    rows = lambda table: database.transaction(database_url, lambda c: c.execute(  # noqa: E731
+        sa.select(sa.func.count()).select_from(table)).scalar())
+    assert rows(sign_in_failures) == 1  # the four old ones are gone
+    for n in range(4):
+        second.attempt(f"t{n}", "guess", SECRET)
+    assert rows(sign_in_failures) == 0 and rows(sign_in_locks) == 1  # locked: a new count
+    clock.advance(30)
+    assert first.attempt("t9", "guess", SECRET).reason == "wrong"
+    assert rows(sign_in_locks) == 0  # an ended lock is dropped

@@ -36,7 +36,7 @@ def test_a_pre_alembic_sqlite_file_is_upgraded_with_every_answer_kept(tmp_path):
     assert len(before) == 5
     url = database.database_url(path)
     engine = database.engine_for(url)  # upgrades on first use
-    assert migrations.current_revision(engine) == migrations.head_revision() == "0003"
+    assert migrations.current_revision(engine) == migrations.head_revision() == "0004"
     assert raw_rows(path, LEGACY_COLUMNS) == before  # not a row or a value changed
     assert {row[0] for row in raw_rows(path, "student_id")} == {None}  # no kept nickname then
     indexes = {index["name"] for index in sa.inspect(engine).get_indexes("answers")}
@@ -94,9 +94,9 @@ def test_a_database_at_0002_gains_review_mode_with_every_answer_kept(database_ur
                            [{name: getattr(answer, name) for name in columns} for answer in old])
     engine.dispose()
 
-    assert storage.load_answers(database_url) == old  # the app's engine upgrades to 0003 first
+    assert storage.load_answers(database_url) == old  # the app's engine upgrades to the head first
     upgraded = database.engine_for(database_url)
-    assert migrations.current_revision(upgraded) == "0003"
+    assert migrations.current_revision(upgraded) == migrations.head_revision()
     assert {"students", "review_cards", "reviews"} <= set(sa.inspect(upgraded).get_table_names())
     now = datetime(2026, 12, 2, 12, tzinfo=timezone.utc)
     ana = students.sign_in(database_url, "ana", "4711", now)
