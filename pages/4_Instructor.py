@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
 import streamlit as st
 
@@ -16,6 +17,7 @@ st.set_page_config(page_title="Instructor · HematoVision", page_icon=":material
 st.title(":material/school: Instructor view")
 disclaimer()
 settings = get_settings()
+LIVE_SECONDS = 10  # how often a live view reads the class's answers again (one query and charts)
 
 
 def configured_password() -> str | None:
@@ -118,47 +120,62 @@ if not summaries:
     st.stop()
 
 code = code_ui(summaries)
-try:  # the figures are computed in the database: no page run loads every answer
-    report = class_report.class_report(settings.database, code)
-except storage.StorageError as error:
-    st.error(str(error))
-    st.stop()
-students, versus, classes = report.students, report.versus, report.classes
+live = st.toggle(f"Follow the class live (every {LIVE_SECONDS} s)", key="instructor_live",
+                 help="While students answer: the figures below update by themselves.")
 
-columns = st.columns(4)
-columns[0].metric("Students", len(students))
-columns[1].metric("Answers", report.answers)
-columns[2].metric("Class accuracy", f"{report.accuracy:.0%}")
-columns[3].metric("Model accuracy (same images)",
-                  f"{versus.model_correct / versus.answered:.0%}" if versus.answered else "-")
 
-left, right = st.columns(2)
-left.plotly_chart(charts.score_histogram(students["accuracy"]), key="score_histogram",
-                  config=charts.CHART_CONFIG)
-right.plotly_chart(charts.human_vs_model_bars(versus, title="Class vs Model"),
-                   key="human_vs_model", config=charts.CHART_CONFIG)
-left, right = st.columns(2)
-left.plotly_chart(charts.class_accuracy_bars(report.class_accuracy, who="Class"),
-                  key="class_accuracy", config=charts.CHART_CONFIG)
-right.plotly_chart(charts.confusion_matrix_heatmap(
-    report.confusion, [quiz.display_name(c) for c in classes],
-    title="What the class mistakes for what", answered="answer", truth="true cell"),
-    key="class_confusion", config=charts.CHART_CONFIG)
+# A fragment: a live update, or a click inside (the period of the errors over time), redraws
+# only the class's figures.
+@st.fragment(run_every=LIVE_SECONDS if live else None)
+def class_results_ui(code: str, live: bool) -> None:
+    """The figures of one quiz code, computed in the database (no run loads every answer)."""
+    try:
+        report = class_report.class_report(settings.database, code)
+    except storage.StorageError as error:
+        st.error(str(error))
+        return
+    students, versus, classes = report.students, report.versus, report.classes
+    if live:
+        st.caption(f"Updated {datetime.now(timezone.utc):%H:%M:%S} UTC.")
+    columns = st.columns(4)
+    columns[0].metric("Students", len(students))
+    columns[1].metric("Answers", report.answers)
+    columns[2].metric("Class accuracy", f"{report.accuracy:.0%}")
+    columns[3].metric("Model accuracy (same images)",
+                      f"{versus.model_correct / versus.answered:.0%}" if versus.answered else "-")
 
-errors_over_time_ui(code)
-st.subheader("Most confused pairs")
-st.dataframe(report.confused_pairs, hide_index=True, key="confused_pairs")
-st.subheader("Hardest images")
-hardest_images_ui(report.hardest_images)
-st.subheader("Students")
-st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
-             column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
-                            "model_accuracy": st.column_config.NumberColumn(format="percent")})
+    left, right = st.columns(2)
+    left.plotly_chart(charts.score_histogram(students["accuracy"]), key="score_histogram",
+                      config=charts.CHART_CONFIG)
+    right.plotly_chart(charts.human_vs_model_bars(versus, title="Class vs Model"),
+                       key="human_vs_model", config=charts.CHART_CONFIG)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.class_accuracy_bars(report.class_accuracy, who="Class"),
+                      key="class_accuracy", config=charts.CHART_CONFIG)
+    right.plotly_chart(charts.confusion_matrix_heatmap(
+        report.confusion, [quiz.display_name(c) for c in classes],
+        title="What the class mistakes for what", answered="answer", truth="true cell"),
+        key="class_confusion", config=charts.CHART_CONFIG)
+
+    errors_over_time_ui(code)
+    st.subheader("Most confused pairs")
+    st.dataframe(report.confused_pairs, hide_index=True, key="confused_pairs")
+    st.subheader("Hardest images")
+    hardest_images_ui(report.hardest_images)
+    st.subheader("Students")
+    st.dataframe(students.drop(columns=["session_id"]), hide_index=True, key="students",
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                "model_accuracy": st.column_config.NumberColumn(format="percent")})
+
+
+class_results_ui(code, live)
 # Made on request, not in every page run (only then are every row loaded); dropped when the code
-# or its number of answers changes, so it never outlives the figures above.
+# or its number of answers changes (seen by a run of the whole page; a live update redraws only
+# the figures above, and the CSV says when it was made).
 database = settings.database
+answers = next(summary.answers for summary in summaries if summary.quiz_code == code)
 prepared_download("Download all answers (CSV)",
                   lambda: quiz.answers_csv(storage.load_answers(database, quiz_code=code)),
-                  key="export_csv", subject=(code, report.answers), file_name=f"quiz-{code}.csv",
+                  key="export_csv", subject=(code, answers), file_name=f"quiz-{code}.csv",
                   mime="text/csv", prepare_label="Prepare the CSV of all answers",
                   errors=(storage.StorageError,), icon=":material/table:")

@@ -17,11 +17,13 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from benchmarks.server import start_server, stop_server, wait_healthy
+from hematovision_core import storage
 from hematovision_core.heatmap import MIDDLE_LAYER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +95,6 @@ def students_answering(url: str, server_env: dict[str, str], monkeypatch):
     """A few simulated students answering a quiz (the load tool, in a thread) while the block
     runs; yields the load's report, filled in once they are done (bounded: 60 s)."""
     from benchmarks.load import LoadOptions, run_load
-    from hematovision_core import storage
 
     for name in ("HEMATOVISION_DATA", "HEMATOVISION_VAR", "HEMATOVISION_DB"):
         monkeypatch.setenv(name, server_env[name])  # where the load tool counts their answers
@@ -208,7 +209,7 @@ def keyed(driver, key: str, inner: str = ""):
 
 def click(driver, key: str, inner: str = "button") -> None:
     element = keyed(driver, key, inner)
-    driver.execute_script("arguments[0].scrollIntoView({block: 'nearest'});", element)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
     element.click()
     after_action(driver)
 
@@ -353,6 +354,17 @@ def test_instructor_logs_in_after_a_wrong_password_and_downloads_the_codes_answe
         rows = list(csv.DictReader(download.read_text(encoding="utf-8-sig").splitlines()))
         assert len(rows) == 5 and {row["quiz_code"] for row in rows} == {"HALL-1"}
         assert load["error_count"] == 0 and load["answers_stored"] == 4 * 25, load["errors"]
+
+        # Live: a late student's answer reaches the figures with no click of the instructor's.
+        click(browser, "instructor_live", "label")
+        database = server_env["HEMATOVISION_DB"]
+        late = replace(storage.load_answers(database, quiz_code="HALL-1")[0],
+                       session_id="late-student", nickname="late")
+        storage.save_answers(database, [late])
+        until(browser, lambda d: dict(zip(texts(d, "[data-testid='stMetricLabel']"),
+                                          texts(d, "[data-testid='stMetricValue']"))).get(
+            "Answers") == "6", timeout=30, message="the live view never showed the new answer")
+        assert "Updated" in page_text(browser)
 
 
 def test_trainee_browses_a_class_opens_an_image_and_picks_a_confusion_cell(browser, app_url):
