@@ -55,14 +55,24 @@ def password_ui(expected: str) -> bool:
     return verdict.allowed
 
 
-def code_ui(summaries: list[storage.QuizCodeSummary]) -> str:
-    """Pick a quiz code (most recent first)."""
+def code_ui(summaries: list[storage.QuizCodeSummary], live: bool) -> str:
+    """Pick a quiz code (most recent first), with its counts unless the figures below are live
+    (the list is drawn once, and its counts would fall behind theirs)."""
     by_code = {s.quiz_code: s for s in summaries}
-    return st.selectbox(
-        "Quiz code", list(by_code), key="instructor_code",
-        format_func=lambda code: f"{code} · {by_code[code].students} student(s), "
-                                 f"{by_code[code].answers} answers, last "
-                                 f"{quiz.readable_time(by_code[code].last_answer)}")
+    codes = list(by_code)
+
+    def label(code: str) -> str:
+        summary = by_code[code]
+        return code if live else (f"{code} · {summary.students} student(s), {summary.answers} "
+                                  f"answers, last {quiz.readable_time(summary.last_answer)}")
+
+    # One select box per mode, the choice carried over: the browser keeps showing the chosen
+    # option's first label while the widget stays the same, so a changed label needs a new one.
+    key, other = ("instructor_code_live", "instructor_code") if live else \
+        ("instructor_code", "instructor_code_live")
+    chosen = st.session_state.get(other)
+    return st.selectbox("Quiz code", codes, index=codes.index(chosen) if chosen in codes else 0,
+                        key=key, format_func=label)
 
 
 def hardest_images_ui(hardest) -> None:
@@ -119,7 +129,7 @@ if not summaries:
     st.info("No answers yet. Give students a quiz code: they type it on the Quiz page.")
     st.stop()
 
-code = code_ui(summaries)
+code = code_ui(summaries, live=st.session_state.get("instructor_live", False))
 live = st.toggle(f"Follow the class live (every {LIVE_SECONDS} s)", key="instructor_live",
                  help="While students answer: the figures below update by themselves.")
 

@@ -98,6 +98,23 @@ def test_instructor_view_refuses_a_wrong_password_and_shows_the_class(instructor
     assert {m.label: m.value for m in at.metric}["Students"] == "1"
 
 
+def test_following_the_class_live_keeps_the_chosen_code_without_counts(instructor_env,
+                                                                       monkeypatch):
+    monkeypatch.setenv("HEMATOVISION_INSTRUCTOR_PASSWORD", PASSWORD)
+    at = AppTest.from_file(str(PAGE), default_timeout=TIMEOUT).run()
+    sign_in(at, PASSWORD)
+    at.selectbox(key="instructor_code").select("OTHER-2").run()
+    at.toggle(key="instructor_live").set_value(True).run()
+    assert not at.exception, at.exception
+    live = at.selectbox(key="instructor_code_live")
+    assert live.value == "OTHER-2" and set(live.options) == {"HALL-1", "OTHER-2"}
+    assert {m.label: m.value for m in at.metric}["Students"] == "1"
+    assert any(c.value.startswith("Updated ") for c in at.caption)
+    at.toggle(key="instructor_live").set_value(False).run()
+    again = at.selectbox(key="instructor_code")
+    assert again.value == "OTHER-2" and all("student(s)" in o for o in again.options)
+
+
 def test_a_database_that_cannot_count_wrong_passwords_lets_nobody_in(instructor_env, tmp_path,
                                                                      monkeypatch):
     blocker = tmp_path / "not-a-folder"

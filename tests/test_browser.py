@@ -365,6 +365,7 @@ def test_instructor_logs_in_after_a_wrong_password_and_downloads_the_codes_answe
                                           texts(d, "[data-testid='stMetricValue']"))).get(
             "Answers") == "6", timeout=30, message="the live view never showed the new answer")
         assert "Updated" in page_text(browser)
+        assert selected(browser, "instructor_code_live") == "HALL-1"  # no counts to fall behind
 
 
 def test_trainee_browses_a_class_opens_an_image_and_picks_a_confusion_cell(browser, app_url):
