@@ -11,7 +11,8 @@ and CI's browser test once lost one on an idle server.
 So the file is made by a button of ours, kept in the session, and given to an ordinary download
 button: the session refers to that file for as long as it shows the button. The file is still
 made only when asked for (loading every answer or encoding a report's images on every page run
-cost too much), and it is dropped when what it was made of changes.
+cost too much), and it is dropped when what it was made of changes. Its URL names a hash of its
+content (no one guesses it), and the file goes with the session.
 """
 
 from __future__ import annotations
