@@ -44,8 +44,8 @@ def heatmap_workers():
 
 @pytest.fixture
 def media_managers(monkeypatch) -> list:
-    """Every media file manager AppTest makes, kept so a test can run a deferred download
-    (`download_button(data=callable)`) as a click would: `managers[-1].execute_deferred(id)`."""
+    """Every media file manager AppTest makes (one per run), kept so a test can look at the
+    files a run stored and sweep them as other sessions' runs would (`remove_orphaned_files`)."""
     from streamlit.testing.v1 import app_test
 
     managers: list = []
